@@ -22,7 +22,7 @@ def open_regular_file(path: Path) -> BinaryIO:
     fd = os.open(path, flags)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(f"not a regular file: {path}")
+            raise OSError(f"not a regular file: {path.name}")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

@@ -293,8 +293,8 @@ def _parse(f: BinaryIO, file_size: int, lim: _Limits) -> GGUFFile:
     if magic != GGUF_MAGIC:
         raise InvalidGGUF("not a GGUF file (bad magic)")
     _check_version(version)
-    if n_kv * _MIN_KV_BYTES + n_tensors * _MIN_TENSOR_INFO_BYTES > cur.remaining:
-        raise InvalidGGUF(f"header claims {n_kv} keys and {n_tensors} tensors; file too small")
+    minimum = n_kv * _MIN_KV_BYTES + n_tensors * _MIN_TENSOR_INFO_BYTES
+    cur.need(minimum, f"header with {n_kv} keys and {n_tensors} tensors")
     metadata: dict[str, object] = {}
     for i in range(n_kv):
         key = cur.string(f"key {i}", lim.max_string_len, strict=True)
