@@ -142,11 +142,13 @@ class DetokenizeRequest(ApiRequest):
 # overloads of `AsyncClient` and `Client` (PEP 692 `**params: Unpack[...]`), so neither client
 # repeats a dozen parameters per overload; tests/clients check they match the request models.
 
+# Mappings are typed ``Mapping[str, object]``: any str-keyed mapping type-checks (a JSON schema
+# held in a variable is rarely inferred as JsonValue), and pydantic validates it as JSON anyway.
 ImageInput: TypeAlias = str | bytes | os.PathLike[str]
-MessageInput: TypeAlias = Message | Mapping[str, JsonValue]
-OptionsInput: TypeAlias = Options | Mapping[str, JsonValue]
-ToolInput: TypeAlias = Tool | Mapping[str, JsonValue]
-FormatInput: TypeAlias = Literal["", "json"] | Mapping[str, JsonValue]
+MessageInput: TypeAlias = Message | Mapping[str, object]
+OptionsInput: TypeAlias = Options | Mapping[str, object]
+ToolInput: TypeAlias = Tool | Mapping[str, object]
+FormatInput: TypeAlias = Literal["", "json"] | Mapping[str, object]
 
 
 class GenerateParams(TypedDict, total=False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -124,7 +125,7 @@ class ToolFunction(_Lenient):
 
     name: str
     description: str | None = None
-    parameters: dict[str, JsonValue] | None = None
+    parameters: Mapping[str, object] | None = None
 
 
 class Tool(_Lenient):
