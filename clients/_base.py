@@ -1,4 +1,4 @@
-"""What `AsyncClient` and `Client` share: configuration, request building, response decoding.
+"""What `AsyncClient` and `Client` share: host parsing, configuration, response decoding.
 
 Everything here is pure (no I/O), so the two clients differ only in how they send a request and
 read its body. That is httpx's own split (`BaseClient` holds config, `Client`/`AsyncClient` do I/O).

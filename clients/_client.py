@@ -1,13 +1,13 @@
 """`AsyncClient`: the Ollama API over httpx.
 
-Sync without a twin: `_base.BaseClient` holds the configuration, builds every request and decodes
-every response (pure functions), and each method's optional parameters are declared once, as the
-TypedDicts of `_requests` (``**params: Unpack[GenerateParams]``). `AsyncClient` here and `Client`
-in `_sync_client` only send requests and read bodies, as httpx's own `Client`/`AsyncClient` do.
-We chose this over running `AsyncClient` on a private event-loop thread for `Client`: there is no
-background thread or second loop to start, stop and leak, a sync stream is a plain httpx stream,
-and `Client` can be called from any thread, including one that runs an event loop.
-"""
+Sync without a twin: `_requests` builds every call (method, path, typed body) as an `ApiCall` and
+declares each method's optional parameters once, as TypedDicts (``**params: Unpack[...]``);
+`_base.BaseClient` holds the configuration and decodes every response. All of that is pure, so
+`AsyncClient` here and `Client` in `_sync_client` only send requests and read bodies, as httpx's own
+`Client`/`AsyncClient` do. We chose this over running `AsyncClient` on a private event-loop thread
+for `Client`: there is no background thread or second loop to start, stop and leak, a sync stream
+is a plain httpx stream, and `Client` can be called from any thread, including one that runs an
+event loop."""
 
 from __future__ import annotations
 

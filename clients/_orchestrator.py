@@ -88,7 +88,7 @@ class Orchestrator:
     submissions still running (up to `drain_timeout`, then cancels them).
 
     Only a 503 or a failure to connect is retried, and never once a chunk has arrived;
-    `request_timeout` bounds each attempt.
+    `request_timeout` bounds each attempt. The caller owns `client` and closes it.
     """
 
     def __init__(

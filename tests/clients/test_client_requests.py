@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from clients import (
     AsyncClient,
     ChatResponse,
+    Client,
     DetokenizeResponse,
     EmbedResponse,
     GenerateResponse,
@@ -41,7 +42,8 @@ SCHEMA = {
 }
 FINAL = {"model": "m", "created_at": "2026-01-01T00:00:00.123456789Z", "done": True}
 
-Call = Callable[[AsyncClient], Awaitable[Any]]
+# Each call is written once and run on both clients: awaited on AsyncClient, plain on Client.
+Call = Callable[[Any], Any]
 
 # (id, call, HTTP method, path, expected JSON body, response JSON, expected return type)
 CASES: list[tuple[str, Call, str, str, Any, Any, type | None]] = [
@@ -301,6 +303,31 @@ async def test_method_sends_the_wire_request(
     assert request.method == method
     assert request.url.path == path
     assert body_of(request) == body
+    assert result is None if returns is None else isinstance(result, returns)
+
+
+@pytest.mark.parametrize(
+    ("call", "method", "path", "body", "answer", "returns"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_sync_client_sends_the_same_wire_request(
+    call: Call,
+    method: str,
+    path: str,
+    body: Any,
+    answer: Any,
+    returns: type | None,
+    recorder: Any,
+    body_of: Any,
+) -> None:
+    recorder = recorder(
+        lambda _: httpx.Response(200, json=answer) if answer is not None else httpx.Response(200)
+    )
+    with Client("http://ollama.test:11434", transport=recorder.transport) as client:
+        result = call(client)
+    (request,) = recorder.requests
+    assert (request.method, request.url.path, body_of(request)) == (method, path, body)
     assert result is None if returns is None else isinstance(result, returns)
 
 

@@ -158,11 +158,17 @@ async def test_ttft_is_measured_at_the_first_non_empty_chunk(
 async def test_unstreamed_submission_has_no_ttft(body_of: Any) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert body_of(request)["stream"] is False
+        if request.url.path == "/api/chat":
+            return httpx.Response(
+                200, json={**FINAL, "message": {"role": "assistant", "content": "c"}}
+            )
         return httpx.Response(200, json={**FINAL, "response": "whole"})
 
     async with _orchestrator(handler) as orch:
         result = await orch.submit("m", "p", stream=False)
+        chat = await orch.submit("m", messages=[{"role": "user", "content": "q"}], stream=False)
     assert (result.text, result.ttft_s, result.eval_count) == ("whole", None, 4)
+    assert (chat.text, chat.ttft_s) == ("c", None)
     assert orch.stats().ttft is None
     assert orch.stats().latency is not None
 
