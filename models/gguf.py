@@ -151,6 +151,7 @@ class _Cursor:
             self._f.seek(self.pos)
             if n >= _CHUNK:
                 data = self._f.read(n)
+                self._buf = b""
             else:
                 self._buf = self._f.read(min(_CHUNK, self.remaining))
                 self._buf_start = self.pos
@@ -453,7 +454,8 @@ class GGUFFile:
         """``<arch>.pooling_type``; present on embedding models."""
         return self._arch_int("pooling_type")
 
-    def model_info(self, *, verbose: bool = False) -> dict[str, object]:
+    # positional `verbose` kept on purpose: it mirrors ShowRequest.verbose
+    def model_info(self, verbose: bool = False) -> dict[str, object]:  # noqa: FBT001, FBT002
         """Flattened metadata as Ollama's ``/api/show`` ``model_info``.
 
         Like Ollama, ``general.name`` and ``tokenizer.chat_template`` are left out,

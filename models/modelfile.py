@@ -116,6 +116,11 @@ class Modelfile:
             if c.name == "message" and not c.parameter
         ]
 
+    @classmethod
+    def parse(cls, text: str) -> Modelfile:
+        """Same as :func:`parse_modelfile`."""
+        return parse_modelfile(text)
+
     def render(self) -> str:
         """The Modelfile text (one instruction per line)."""
         return "".join(c.render() + "\n" for c in self.commands)

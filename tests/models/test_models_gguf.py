@@ -23,6 +23,7 @@ from tests.models.ggufcraft import (
     build,
     gstr,
     kv,
+    kv_str,
     kv_u32,
     tensor,
     u32,
@@ -86,7 +87,7 @@ def test_model_info_follows_ollama_show(valid: Path) -> None:
     verbose = read_gguf(valid, keep_array_len=-1).model_info(verbose=True)
     assert verbose["tokenizer.ggml.tokens"] == ["<s>", "</s>", "hello", "wörld"]
     # not materialised -> still None even when verbose
-    assert read_gguf(valid).model_info(verbose=True)["tokenizer.ggml.tokens"] is None
+    assert read_gguf(valid).model_info(True)["tokenizer.ggml.tokens"] is None
 
 
 def test_empty_array_and_scalar_types(tmp_path: Path) -> None:
@@ -230,3 +231,19 @@ def test_mutated_files_only_raise_invalid_gguf(
     assert g.data_offset <= len(blob) or not g.tensors
     for t in g.tensors:
         assert g.data_offset + t.offset + t.n_bytes <= len(blob)
+
+
+def test_long_strings_and_many_keys(tmp_path: Path) -> None:
+    template = "x" * (3 << 20)  # larger than the reader's buffer
+    data = build(
+        [ARCH, kv_str("tokenizer.chat_template", template)]
+        + [kv_u32(f"k{i}", i) for i in range(2000)],
+        [tensor("w", [8])],
+        data=b"\0" * 32,
+    )
+    g = read_gguf(write(tmp_path, data))
+    assert g.chat_template == template
+    assert g.metadata["k1999"] == 1999
+    assert g.tensors[0].name == "w"
+    with pytest.raises(InvalidGGUF, match="limit"):
+        read_gguf(write(tmp_path, data), max_string_len=1 << 20)

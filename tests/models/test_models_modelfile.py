@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from models.manifest import ModelConfig
 from models.modelfile import (
     InvalidModelfile,
+    Modelfile,
     parse_modelfile,
     parse_parameters,
     render_modelfile,
@@ -61,7 +62,7 @@ def test_render_round_trip() -> None:
     text = mf.render()
     assert 'TEMPLATE """{{ if .System }}' in text
     assert "PARAMETER stop <|im_end|>\nPARAMETER stop <|im_start|>\n" in text
-    assert parse_modelfile(text) == mf
+    assert parse_modelfile(text) == mf == Modelfile.parse(text)
     assert str(mf) == text
 
 
@@ -186,3 +187,21 @@ def _q(text: str) -> str:
     from models.modelfile import Command
 
     return Command("system", text).render().removeprefix("SYSTEM ")
+
+
+def test_render_includes_projector_requires_and_bools(store: ModelStore) -> None:
+    weights = store.add_blob_bytes(b"GGUF weights")
+    projector = store.add_blob_bytes(b"GGUF projector")
+    store.create_model(
+        "vision",
+        model_blob=weights,
+        projector_blob=projector,
+        params={"use_mmap": False},
+        config=ModelConfig(requires="0.6.0"),
+    )
+    model = store.resolve("vision")
+    text = render_modelfile(model)
+    assert f"FROM {model.model_path}\nFROM {model.projector_path}\n" in text
+    assert "REQUIRES 0.6.0\n" in text
+    assert "PARAMETER use_mmap false\n" in text
+    assert parse_modelfile(text).parameters == {"use_mmap": False}

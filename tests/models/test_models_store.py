@@ -17,6 +17,7 @@ from models.errors import (
     InvalidManifest,
     InvalidModelName,
     ModelNotFound,
+    StoreError,
 )
 from models.manifest import (
     MEDIA_LICENSE,
@@ -355,3 +356,75 @@ def test_concurrent_creates_and_deletes_stay_consistent(store: ModelStore) -> No
         for digest in entry.manifest.digests:
             assert store.has_blob(digest)
     assert not list(store.root.rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize(
+    ("layers", "error"),
+    [
+        ([(MEDIA_SYSTEM, b"no model layer")], "no GGUF model layer"),
+        ([(MEDIA_MODEL, GGUF), (MEDIA_PARAMS, b"[1, 2]")], "not a JSON object"),
+        ([(MEDIA_MODEL, GGUF), (MEDIA_PARAMS, b"{bad")], "not valid JSON"),
+        ([(MEDIA_MODEL, GGUF), (MEDIA_MESSAGES, b'[{"role": 1}]')], "role, content"),
+        ([(MEDIA_MODEL, GGUF), (MEDIA_MESSAGES, b"nope")], "not valid JSON"),
+        ([(MEDIA_MODEL, GGUF), (MEDIA_TEMPLATE, b"\xff\xfe")], "not valid UTF-8"),
+    ],
+)
+def test_invalid_layers_are_reported(
+    tmp_path: Path, layers: list[tuple[str, bytes]], error: str
+) -> None:
+    put_manifest(tmp_path, ("registry.ollama.ai", "library", "m", "latest"), layers)
+    with pytest.raises(InvalidManifest, match=error):
+        ModelStore(tmp_path).resolve("m")
+
+
+def test_unreadable_config_and_corrupt_manifest_delete(tmp_path: Path) -> None:
+    put_manifest(
+        tmp_path,
+        ("registry.ollama.ai", "library", "m", "latest"),
+        [(MEDIA_MODEL, GGUF)],
+        config=b"[]",
+    )
+    store = ModelStore(tmp_path)
+    assert store.resolve("m").config == ModelConfig()
+    broken = tmp_path / "manifests/registry.ollama.ai/library/broken/latest"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{")
+    store.delete("broken")  # an unreadable manifest can still be deleted
+    assert not broken.exists()
+    with pytest.raises(ModelNotFound, match="model 'ghost' not found"):
+        store.copy("ghost", "x")
+
+
+def test_remove_blob_if_unreferenced(store: ModelStore) -> None:
+    used = store.add_blob_bytes(GGUF)
+    store.create_model("m", model_blob=used, config=CONFIG)
+    loose = store.add_blob_bytes(b"loose")
+    assert not store.remove_blob_if_unreferenced(used)
+    assert store.remove_blob_if_unreferenced(loose)
+    assert not store.remove_blob_if_unreferenced(loose)
+    assert store.has_blob(used) and not store.has_blob(loose)
+
+
+def test_blob_writer_streams_and_aborts(store: ModelStore) -> None:
+    with store.open_blob_writer() as writer:
+        writer.write(b"part one, ")
+        writer.write(b"part two")
+        assert writer.size == 18
+        digest = writer.commit()
+    assert store.read_blob(digest) == b"part one, part two"
+    with pytest.raises(StoreError):
+        writer.write(b"more")
+    with store.open_blob_writer() as abandoned:
+        abandoned.write(b"never committed")
+    assert not list(store.blobs_dir.glob(".tmp-*"))
+    with pytest.raises(BlobTooLarge):
+        store.read_blob(digest, max_bytes=4)
+
+
+def test_hard_link_reuses_an_existing_blob(store: ModelStore, tmp_path: Path) -> None:
+    src = tmp_path / "w.gguf"
+    src.write_bytes(GGUF)
+    digest = store.add_blob_bytes(GGUF)
+    inode = store.blob_path(digest).stat().st_ino
+    assert store.add_blob_file(src, link=True) == digest
+    assert store.blob_path(digest).stat().st_ino == inode
