@@ -108,8 +108,12 @@ class ModelStore(BlobStore):
             if self._depth == 0:
                 self._root.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self._root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    if fcntl is not None:
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
                 self._lock_fd = fd
             self._depth += 1
             try:
@@ -427,14 +431,18 @@ class ModelStore(BlobStore):
         with self._mutating():
             refs = self._referenced_digests()
             cutoff = time.time() - stale_after
-            with contextlib.suppress(FileNotFoundError), os.scandir(self.blobs_dir) as entries:
-                for entry in entries:
-                    if DIGEST_RE.fullmatch(entry.name):
-                        if parse_digest(entry.name) not in refs:
-                            Path(entry.path).unlink(missing_ok=True)
-                            removed += 1
-                    elif self._is_stale_temp(entry, cutoff):
+            try:
+                with os.scandir(self.blobs_dir) as it:
+                    entries = list(it)
+            except FileNotFoundError:
+                entries = []
+            for entry in entries:
+                if DIGEST_RE.fullmatch(entry.name):
+                    if parse_digest(entry.name) not in refs:
                         Path(entry.path).unlink(missing_ok=True)
+                        removed += 1
+                elif self._is_stale_temp(entry, cutoff):
+                    Path(entry.path).unlink(missing_ok=True)
             self._prune_manifest_dirs(cutoff)
         if removed:
             logger.info("pruned %d unreferenced blobs", removed)
@@ -442,8 +450,12 @@ class ModelStore(BlobStore):
 
     @staticmethod
     def _is_stale_temp(entry: os.DirEntry[str], cutoff: float) -> bool:
-        temp = entry.name.startswith(_fs.TEMP_PREFIX) or "-partial" in entry.name
-        return temp and entry.stat().st_mtime < cutoff
+        if not (entry.name.startswith(_fs.TEMP_PREFIX) or "-partial" in entry.name):
+            return False
+        try:
+            return entry.stat().st_mtime < cutoff
+        except FileNotFoundError:
+            return False
 
     def _prune_manifest_dirs(self, cutoff: float) -> None:
         if not self.manifests_dir.is_dir():
@@ -451,8 +463,9 @@ class ModelStore(BlobStore):
         for dirpath, _, filenames in os.walk(self.manifests_dir, topdown=False):
             for filename in filenames:
                 path = Path(dirpath, filename)
-                if filename.startswith(_fs.TEMP_PREFIX) and path.stat().st_mtime < cutoff:
-                    path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    if filename.startswith(_fs.TEMP_PREFIX) and path.stat().st_mtime < cutoff:
+                        path.unlink(missing_ok=True)
             if Path(dirpath) != self.manifests_dir:
                 with contextlib.suppress(OSError):
                     Path(dirpath).rmdir()
