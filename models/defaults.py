@@ -91,7 +91,7 @@ def import_gguf(
     a template the GGUF's own chat template is used at run time.
     """
     model_name = name if isinstance(name, ModelName) else ModelName.parse(name)
-    gguf = read_gguf(path)
+    read_gguf(path)  # refuse a hostile file before anything is written
     digest = store.add_blob_file(path, link=link)
     try:
         # the file may have changed between validation and copy: check what was stored
@@ -99,8 +99,6 @@ def import_gguf(
     except InvalidGGUF:
         store.remove_blob_if_unreferenced(digest)
         raise
-    if stored.file_size != gguf.file_size:
-        logger.warning("GGUF %s changed while it was imported", path.name)
     return store.create_model(
         model_name,
         model_blob=digest,
