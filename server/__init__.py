@@ -1,0 +1,3 @@
+"""quantserve: an Ollama-compatible server for quantized GGUF models."""
+
+__version__ = "0.1.0"
