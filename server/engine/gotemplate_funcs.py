@@ -255,6 +255,8 @@ def _call(_: FuncContext, args: Sequence[object]) -> object:
 def _json(_: FuncContext, args: Sequence[object]) -> object:
     try:
         return marshal_json(args[0])
+    except GoTemplateError:
+        raise
     except ValueError:
         return ""  # Ollama ignores json.Marshal's error and prints the empty result
 
