@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from models.defaults import ensure_default_model
 from models.store import ModelStore
 from server.api.deps import AppState
-from server.api.routes import generate, health
+from server.api.routes import embed, generate, health, manage, openai, registry, tokenize
 from server.api.routes import models as model_routes
 from server.api.streaming import describe_validation
 from server.engine.runner import Runner
@@ -60,6 +60,11 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory = Runner) ->
     app.include_router(health.router)
     app.include_router(generate.router)
     app.include_router(model_routes.router)
+    app.include_router(embed.router)
+    app.include_router(tokenize.router)
+    app.include_router(openai.router)
+    app.include_router(manage.router)
+    app.include_router(registry.router)
     install_cors(app, settings.server.origins)
     app.add_exception_handler(ServerError, _server_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
