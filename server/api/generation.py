@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from models.local import LocalModel
@@ -60,7 +60,7 @@ def _check_common(local: LocalModel, req: GenerateRequest | ChatRequest, images:
         raise InvalidRequest(f'"{local.name.display}" does not support thinking')
 
 
-async def generate_events(service: InferenceService, req: GenerateRequest) -> AsyncIterator[Event]:
+async def generate_events(service: InferenceService, req: GenerateRequest) -> AsyncGenerator[Event, None]:
     """POST /api/generate."""
     started = time.perf_counter_ns()
     if req.raw and (req.template or req.system or req.context):
@@ -125,7 +125,7 @@ def chat_messages(local: LocalModel, req: ChatRequest) -> list[ChatMessage]:
     return msgs
 
 
-async def chat_events(service: InferenceService, req: ChatRequest) -> AsyncIterator[Event]:
+async def chat_events(service: InferenceService, req: ChatRequest) -> AsyncGenerator[Event, None]:
     """POST /api/chat."""
     started = time.perf_counter_ns()
     if not req.model:

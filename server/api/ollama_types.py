@@ -30,8 +30,8 @@ def _as_int(value: Any) -> int:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("must be a finite integer")
-        value = int(value)
-    return value
+        return int(value)
+    return int(value)
 
 
 def _as_float(value: Any) -> float:

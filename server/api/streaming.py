@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
@@ -59,7 +59,7 @@ def _line(event: Event) -> bytes:
 
 async def respond(
     request: Request,
-    events: AsyncIterator[Event],
+    events: AsyncGenerator[Event, None],
     *,
     stream: bool,
     merge: Callable[[list[Event]], Event],

@@ -71,9 +71,13 @@ class _DeadlineEnvironment(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         self.check()
-        if operator == "*" and isinstance(left, str | list) and isinstance(right, int):
-            if len(left) * right > MAX_OUTPUT_CHARS:
-                raise TemplateRenderError("chat template builds a value that is too large")
+        if (
+            operator == "*"
+            and isinstance(left, str | list)
+            and isinstance(right, int)
+            and len(left) * right > MAX_OUTPUT_CHARS
+        ):
+            raise TemplateRenderError("chat template builds a value that is too large")
         if operator == "**" and isinstance(right, int) and right > 1024:
             raise TemplateRenderError("chat template exponent is too large")
         return super().call_binop(context, operator, left, right)

@@ -396,7 +396,10 @@ class SamplerConfig:
 
 
 class SamplerChain:
-    """One request's sampler chain: penalties → grammar → top_k → typical → top_p → min_p → temp → dist."""
+    """One request's sampler chain.
+
+    Order: penalties → grammar → top_k → typical → top_p → min_p → temp → dist (greedy at temp 0).
+    """
 
     def __init__(self, model: LlamaModel, cfg: SamplerConfig) -> None:
         self._chain: Any = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())

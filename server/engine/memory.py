@@ -51,7 +51,8 @@ def check_kv_type(geometry: Geometry, kv_type: str, *, flash_attention: bool | N
     for dim in (geometry.head_dim_k, geometry.head_dim_v):
         if dim % BLOCK:
             raise ValueError(
-                f"KV cache type {kv_type} needs a head size divisible by {BLOCK}; this model has {dim}"
+                f"KV cache type {kv_type} needs a head size divisible by {BLOCK}; "
+                f"this model has {dim}"
             )
 
 

@@ -10,6 +10,7 @@ flags and reads snapshots.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -89,10 +90,8 @@ class Runner:
         """Cancel a request: dropped from the queue now, or its slot freed at the next step."""
         req.cancelled = True
         with self._cond:
-            try:
+            with contextlib.suppress(ValueError):
                 self._pending.remove(req)
-            except ValueError:
-                pass
             self._cond.notify()
 
     def stop(self, timeout: float | None = 30.0) -> None:

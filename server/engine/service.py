@@ -89,7 +89,7 @@ class InferenceService:
             num_thread=_threads(int(options.get("num_thread", 0)), d.num_thread),
             num_parallel=d.num_parallel,
             kv_cache_type=d.kv_cache_type,
-            flash_attention=_flash(d.kv_cache_type, d.flash_attention),
+            flash_attention=_flash(d.kv_cache_type, setting=d.flash_attention),
         )
 
     @asynccontextmanager
@@ -207,7 +207,7 @@ def _threads(requested: int, default: int) -> int:
     return min(requested, default) if requested > 0 else default
 
 
-def _flash(kv_type: str, setting: bool | None) -> bool | None:
+def _flash(kv_type: str, *, setting: bool | None) -> bool | None:
     # A quantized V cache needs flash attention; f16 leaves it to llama.cpp (auto).
     if kv_type != "f16":
         return True

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from server.engine import gotemplate
 from server.engine.jinja import JinjaTemplate, TemplateRenderError
 
 __all__ = ["ChatMessage", "ChatTemplate", "TemplateRenderError", "load_template"]
@@ -125,8 +126,6 @@ class GoChatTemplate:
     kind = "go"
 
     def __init__(self, source: str) -> None:
-        from server.engine import gotemplate
-
         self.source = source
         try:
             self._template = gotemplate.GoTemplate.parse(source)
@@ -140,8 +139,6 @@ class GoChatTemplate:
         return self._template.uses(field_name)
 
     def render(self, data: RenderInput) -> str:
-        from server.engine import gotemplate
-
         try:
             return gotemplate.render_chat(
                 self._template,
@@ -186,8 +183,6 @@ class PlainTemplate:
 def load_template(layer: str | None, gguf: str | None, *, bos: str, eos: str) -> ChatTemplate:
     """Pick the template by Ollama's precedence: template layer, then the GGUF's, then none."""
     if layer:
-        from server.engine import gotemplate
-
         if gotemplate.looks_like_jinja(layer):
             return JinjaChatTemplate(layer, bos=bos, eos=eos)
         return GoChatTemplate(layer)

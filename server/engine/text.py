@@ -1,4 +1,7 @@
-"""Incremental detokenisation and stop-string matching: never emit half a character or half a stop."""
+"""Incremental detokenisation and stop-string matching.
+
+Never emit half a character or half a stop string.
+"""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def _iso(ts: datetime) -> str:
 
 
 @lru_cache(maxsize=64)
-def gguf_header(path: Path, mtime_ns: int, verbose: bool) -> GGUFFile:
+def gguf_header(path: Path, mtime_ns: int, *, verbose: bool) -> GGUFFile:
     """The model blob's header (cached per file version)."""
     return read_gguf(path, keep_array_len=-1 if verbose else 0)
 
@@ -52,7 +52,7 @@ def gguf_header(path: Path, mtime_ns: int, verbose: bool) -> GGUFFile:
 def read_header(path: Path, *, verbose: bool = False) -> GGUFFile:
     """The GGUF header of a model blob, cached; a broken file is a 500 with the reason."""
     try:
-        return gguf_header(path, path.stat().st_mtime_ns, verbose)
+        return gguf_header(path, path.stat().st_mtime_ns, verbose=verbose)
     except (InvalidGGUF, OSError) as exc:
         raise ServerError(f"invalid model file: {exc}") from None
 
