@@ -18,6 +18,7 @@ from server.durations import parse_keep_alive
 from server.engine.llama_backend import SamplerConfig
 from server.engine.params import GenerationParams
 from server.engine.templates import ChatMessage, ToolCall
+from server.errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,15 @@ def _keep_alive(value: Any) -> float | str | None:
         return parse_keep_alive(value)
     except ValueError as exc:
         raise ValueError(f"invalid keep_alive: {exc}") from None
+
+
+def keep_alive_value(value: str | float | None, default: float | None) -> float | None:
+    """A request's keep_alive in seconds (None = forever); the server default when unset."""
+    try:
+        parsed = _keep_alive(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return default if parsed == "default" else parsed  # type: ignore[return-value]
 
 
 class _Request(BaseModel):

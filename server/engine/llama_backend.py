@@ -33,6 +33,7 @@ FTYPES: Final[dict[str, int]] = {
     "q6_k": 18,
 }
 POOLING_NONE: Final = 0
+POOLING_RANK: Final = 4
 _LOG_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
 
 
@@ -117,6 +118,7 @@ class LlamaModel:
         self.add_bos: bool = bool(L.llama_vocab_get_add_bos(self._vocab))
         self.bos: int = L.llama_vocab_bos(self._vocab)
         self.eos: int = L.llama_vocab_eos(self._vocab)
+        self.n_embd_out: int = L.llama_model_n_embd_out(handle)
         self._piece_cache: dict[int, bytes] = {}
 
     @property
@@ -314,19 +316,12 @@ class LlamaContext:
         """Drop every cached token of every sequence."""
         L.llama_memory_clear(self._mem, True)
 
-    def embedding_seq(self, seq: int, n_embd: int) -> list[float]:
-        """The pooled embedding of a sequence after the last decode."""
+    def embedding_seq(self, seq: int, n_embd: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """A copy of the pooled embedding of a sequence after the last decode."""
         ptr = L.llama_get_embeddings_seq(self._ctx, seq)
         if not ptr:
             raise BackendError("no pooled embedding for this sequence")
-        return [float(x) for x in np.ctypeslib.as_array(ptr, shape=(n_embd,))]
-
-    def embedding_ith(self, i: int, n_embd: int) -> list[float]:
-        """The embedding of output i of the last decode (pooling none)."""
-        ptr = L.llama_get_embeddings_ith(self._ctx, i)
-        if not ptr:
-            raise BackendError("no embedding for this output")
-        return [float(x) for x in np.ctypeslib.as_array(ptr, shape=(n_embd,))]
+        return np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy()
 
 
 class Batch:

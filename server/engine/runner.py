@@ -18,8 +18,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from server.engine.llama_backend import (
+    POOLING_NONE,
+    POOLING_RANK,
     BackendError,
     Batch,
     ContextParams,
@@ -34,6 +39,25 @@ from server.engine.text import common_prefix
 logger = logging.getLogger(__name__)
 
 
+EMBED_MAX_SEQS = 64
+
+
+class EmbeddingUnsupported(ValueError):
+    """The model has no pooling suitable for sentence embeddings."""
+
+
+@dataclass(eq=False)
+class EmbedJob:
+    """Texts (tokenized) to embed as separate sequences of shared batches."""
+
+    inputs: list[list[int]]
+    future: concurrent.futures.Future[list[np.ndarray[Any, np.dtype[np.float32]]]] = field(
+        default_factory=concurrent.futures.Future
+    )
+    results: list[np.ndarray[Any, np.dtype[np.float32]]] = field(default_factory=list)
+    cancelled: bool = False
+
+
 @dataclass
 class RunnerCounters:
     """Monotonic counters read by /metrics (written only by the engine thread)."""
@@ -43,6 +67,7 @@ class RunnerCounters:
     tokens_generated: int = 0
     context_shifts: int = 0
     decode_calls: int = 0
+    embed_batches: int = 0
     requests_finished: dict[str, int] = field(default_factory=dict)
 
 
@@ -62,6 +87,9 @@ class Runner:
         self._batch: Batch | None = None
         self._slots = [Slot(i) for i in range(load.num_parallel)]
         self._pending: deque[EngineRequest] = deque()
+        self._embed_jobs: deque[EmbedJob] = deque()
+        self._embed_ctx: LlamaContext | None = None
+        self._embed_batch: Batch | None = None
         self._cond = threading.Condition()
         self._stopping = False
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -85,6 +113,21 @@ class Runner:
                 raise RuntimeError("runner is stopping")
             self._pending.append(req)
             self._cond.notify()
+
+    def embed(self, job: EmbedJob) -> concurrent.futures.Future[list[Any]]:
+        """Queue an embedding job; its inputs must fit ``embed_limit`` tokens each."""
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("runner is stopping")
+            self._embed_jobs.append(job)
+            self._cond.notify()
+        return job.future
+
+    @property
+    def embed_limit(self) -> int:
+        """The longest input an embedding may have (tokens)."""
+        assert self.model is not None
+        return min(self.n_ctx_slot, self.model.geometry().n_ctx_train or self.n_ctx_slot)
 
     def cancel(self, req: EngineRequest) -> None:
         """Cancel a request: dropped from the queue now, or its slot freed at the next step."""
@@ -144,6 +187,9 @@ class Runner:
                 self._pending.clear()
             for req in left:
                 req.emit_error("the model was unloaded before this request started")
+            for job in self._embed_jobs:
+                if not job.future.done():
+                    job.future.set_exception(RuntimeError("the model was unloaded"))
             for slot in self._slots:
                 if slot.req is not None:
                     slot.fail("the model was unloaded while serving this request")
@@ -168,6 +214,11 @@ class Runner:
         self.load_seconds = time.perf_counter() - t0
 
     def _free(self) -> None:
+        if self._embed_batch is not None:
+            self._embed_batch.close()
+        if self._embed_ctx is not None:
+            self._embed_ctx.close()
+        self._embed_batch, self._embed_ctx = None, None
         if self._batch is not None:
             self._batch.close()
         if self._ctx is not None:
@@ -179,11 +230,20 @@ class Runner:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and not self._pending and self.active == 0:
+                while (
+                    not self._stopping
+                    and not self._pending
+                    and not self._embed_jobs
+                    and self.active == 0
+                ):
                     self._cond.wait()
                 if self._stopping:
                     return
                 admitted = self._take_admissible()
+                job = self._embed_jobs[0] if self._embed_jobs else None
+            if job is not None and self._embed_step(job):
+                with self._cond:
+                    self._embed_jobs.popleft()
             self._reap_cancelled()
             for req in admitted:
                 self._admit(req)
@@ -312,6 +372,63 @@ class Runner:
                 self._ctx.seq_rm(slot.seq, 0, -1)
                 slot.cached.clear()
             slot.fail(f"the model failed to process this request (llama_decode code {rc})")
+
+    # -- embeddings (engine thread) ------------------------------------------------------------
+    def _embed_step(self, job: EmbedJob) -> bool:
+        """Embed the next group of a job's inputs in one batch; True when the job is complete."""
+        try:
+            if job.cancelled:
+                raise RuntimeError("cancelled")
+            ctx, batch = self._embedding_context()
+            ctx.clear()
+            batch.clear()
+            group = 0
+            start = len(job.results)
+            for tokens in job.inputs[start:]:
+                if group == ctx.n_seq_max or len(tokens) > batch.free:
+                    break
+                batch.add(tokens, 0, group, last_output=True)
+                group += 1
+            rc = ctx.decode(batch)
+            self.counters.embed_batches += 1
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc} while embedding")
+            assert self.model is not None
+            n_embd = self.model.n_embd_out
+            job.results.extend(ctx.embedding_seq(seq, n_embd) for seq in range(group))
+            self.counters.prompt_tokens_evaluated += batch.n_tokens
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return True
+        if len(job.results) == len(job.inputs):
+            job.future.set_result(job.results)
+            return True
+        return False
+
+    def _embedding_context(self) -> tuple[LlamaContext, Batch]:
+        """A second context on the same weights, made for pooled embeddings (created once)."""
+        if self._embed_ctx is None or self._embed_batch is None:
+            assert self.model is not None
+            limit = self.embed_limit
+            ctx = LlamaContext(
+                self.model,
+                ContextParams(
+                    n_ctx=limit,
+                    n_batch=limit,
+                    n_ubatch=limit,
+                    n_seq_max=EMBED_MAX_SEQS,
+                    n_threads=self.load_params.num_thread,
+                    embeddings=True,
+                ),
+            )
+            if ctx.pooling in (POOLING_NONE, POOLING_RANK):
+                ctx.close()
+                raise EmbeddingUnsupported(
+                    f"{self.name} does not support embeddings (its GGUF sets no pooling type)"
+                )
+            self._embed_ctx, self._embed_batch = ctx, Batch(limit)
+        return self._embed_ctx, self._embed_batch
 
 
 RunnerFactory = Callable[[str, Path, LoadParams], Runner]
