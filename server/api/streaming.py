@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
@@ -20,6 +20,7 @@ from server.errors import InvalidRequest, RequestCancelled, ServerError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
+T_co = TypeVar("T_co")
 Event = dict[str, Any]
 NDJSON = "application/x-ndjson"
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -66,9 +67,14 @@ async def respond(
 ) -> Response:
     """Stream ``events`` as NDJSON, or merge them into one JSON object when not streaming."""
     if not stream:
-        collected = await _collect_unless_disconnected(request, events)
-        return JSONResponse(merge(collected))
-    first = await anext(events)  # errors here still get their status code
+
+        async def collect() -> list[Event]:
+            return [e async for e in events]
+
+        return JSONResponse(merge(await unless_disconnected(request, collect())))
+    # Errors before the first event still get their status code. Until it arrives (queued,
+    # loading, prefilling) no response has started, so watch for the client leaving ourselves.
+    first = await unless_disconnected(request, anext(events))
 
     async def body() -> AsyncIterator[bytes]:
         yield _line(first)
@@ -86,15 +92,9 @@ async def respond(
     return StreamingResponse(body(), media_type=NDJSON)
 
 
-async def _collect_unless_disconnected(
-    request: Request, events: AsyncIterator[Event]
-) -> list[Event]:
-    """Collect every event; a client that disconnects cancels the generation."""
-
-    async def collect() -> list[Event]:
-        return [e async for e in events]
-
-    task = asyncio.ensure_future(collect())
+async def unless_disconnected(request: Request, work: Awaitable[T_co]) -> T_co:
+    """Await ``work``; if the client disconnects first, cancel it (freeing its slot)."""
+    task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(wait_for_disconnect(request))
     try:
         done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
