@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.durations import parse_keep_alive
@@ -27,7 +28,14 @@ def _env(name: str) -> AliasChoices:
 
 
 def _config(prefix: str = "QUANTSERVE_") -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore", populate_by_name=True)
+    # An empty variable means "unset", as in Ollama's envconfig (OLLAMA_MODELS= is not the cwd).
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        env_ignore_empty=True,
+    )
 
 
 class ServerSettings(BaseSettings):
@@ -136,9 +144,9 @@ class EngineSettings(BaseSettings):
         # llama.cpp cannot store a quantized V cache without flash attention: it would return a
         # NULL context at load time, so refuse the combination at start-up instead.
         if self.kv_cache_type != "f16" and self.flash_attention is False:
+            kv, fa = _set_variable("KV_CACHE_TYPE"), _set_variable("FLASH_ATTENTION")
             raise ValueError(
-                f"kv_cache_type {self.kv_cache_type} requires flash attention; "
-                "unset OLLAMA_FLASH_ATTENTION or set it to 1"
+                f"{kv}={self.kv_cache_type} requires flash attention; unset {fa} or set it to 1"
             )
         return self
 
@@ -211,18 +219,37 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**parts)  # type: ignore[arg-type]
 
 
+def _set_variable(name: str) -> str:
+    """The variable the user set for a setting: QUANTSERVE_<NAME> wins over OLLAMA_<NAME>."""
+    choices = (f"QUANTSERVE_{name}", f"OLLAMA_{name}")
+    return next((c for c in choices if c in os.environ), choices[-1])
+
+
+def _field_for(cls: type[BaseSettings], loc: str) -> tuple[str, FieldInfo] | None:
+    # pydantic reports an aliased field under its first alias, not under the variable set.
+    for name, info in cls.model_fields.items():
+        alias = info.validation_alias
+        choices = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
+        if loc == name or loc in choices:
+            return name, info
+    return None
+
+
 def _describe(cls: type[BaseSettings], exc: ValidationError) -> str:
     err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else "?"
-    info = cls.model_fields.get(field)
-    names = [f"QUANTSERVE_{field.upper()}"]
-    alias = info.validation_alias if info else None
-    if isinstance(alias, AliasChoices):
-        names = [str(c) for c in alias.choices]
+    msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+    found = _field_for(cls, str(err["loc"][0])) if err["loc"] else None
+    if found is None:
+        # A check across fields: its message names the variables itself.
+        return f"invalid settings: {msg}"
+    field, info = found
+    alias = info.validation_alias
+    names = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
+    names = names or [f"QUANTSERVE_{field.upper()}"]
     # Name the variable the user actually set, when we can tell.
-    chosen = next((n for n in names if n in os.environ), names[-1])
+    chosen = next((n for n in names if n in os.environ), names[0])
     value = os.environ.get(chosen, err.get("input"))
-    return f"invalid value {value!r} for {chosen}: {err['msg']}"
+    return f"invalid value {value!r} for {chosen}: {msg}"
 
 
 _HOST_RE = re.compile(
