@@ -11,6 +11,8 @@ from server.settings import SettingsError, describe_settings, load_settings
 
 logger = logging.getLogger(__name__)
 
+SERVER_COMMANDS = ("serve", "import")
+
 
 def _settings_epilog() -> str:
     lines = ["environment variables:"]
@@ -38,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``quantserve`` and ``python -m server``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and not argv[0].startswith("-") and argv[0] not in SERVER_COMMANDS:
+        # Client verbs (run, list, ps, ...) are not subparsers here: argparse would reject them
+        # as invalid choices before parse_known_args could pass them on.
+        from clients.cli import main as client_main
+
+        return client_main(argv)
     args, rest = build_parser().parse_known_args(argv)
     if args.command in (None, "serve", "import"):
         try:
