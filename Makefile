@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install serve test check format bench clean
+.PHONY: install serve test check format bench clean prometheus
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ format: install
 	$(VENV)/bin/ruff format server models clients tests bench
 	$(VENV)/bin/ruff check --fix server models clients tests bench
 
-test: check
+# The observability tests scrape a real Prometheus (Debian's package); install it if missing.
+prometheus:
+	@command -v prometheus >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends prometheus \
+	  || { apt-get update && apt-get install -y --no-install-recommends prometheus; }; }
+
+test: check prometheus
 	$(PY) -m pytest
 
 bench: install

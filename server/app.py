@@ -20,7 +20,9 @@ from server.engine.runner import Runner
 from server.engine.scheduler import RunnerFactory, Scheduler
 from server.engine.service import EngineDefaults, InferenceService
 from server.errors import ServerError
+from server.metrics import Metrics, metrics_route
 from server.middleware import install_cors
+from server.request_context import RequestContextMiddleware, current_transaction_id
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -35,12 +37,14 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory = Runner) ->
         if settings.store.embed_default_model:
             ensure_default_model(store)
         eng = settings.engine
+        metrics = Metrics()
         scheduler = Scheduler(
             max_loaded=eng.max_loaded_models,
             max_queue=eng.max_queue,
             load_timeout=eng.load_timeout_seconds,
-            runner_factory=runner_factory,
+            runner_factory=metrics.track_runners(runner_factory),
         )
+        metrics.watch(scheduler)
         defaults = EngineDefaults(
             num_ctx=eng.context_length,
             num_batch=eng.num_batch,
@@ -52,7 +56,13 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory = Runner) ->
         )
         service = InferenceService(store, scheduler, defaults)
         try:
-            yield {"settings": settings, "store": store, "scheduler": scheduler, "service": service}
+            yield {
+                "settings": settings,
+                "store": store,
+                "scheduler": scheduler,
+                "service": service,
+                "metrics": metrics,
+            }
         finally:
             await scheduler.shutdown()
 
@@ -65,7 +75,9 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory = Runner) ->
     app.include_router(openai.router)
     app.include_router(manage.router)
     app.include_router(registry.router)
+    app.router.routes.append(metrics_route())
     install_cors(app, settings.server.origins)
+    app.add_middleware(RequestContextMiddleware)  # outermost: CORS answers carry the id too
     app.add_exception_handler(ServerError, _server_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     return app
@@ -74,7 +86,8 @@ def create_app(settings: Settings, *, runner_factory: RunnerFactory = Runner) ->
 async def _server_error(_: Request, exc: ServerError) -> JSONResponse:
     if exc.status_code >= 500:
         logger.warning("%s: %s", type(exc).__name__, exc.message)
-    return JSONResponse({"error": exc.message}, exc.status_code, headers=exc.headers)
+    body = {"error": exc.message, "transaction_id": current_transaction_id()}
+    return JSONResponse(body, exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,4 +95,4 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     from pydantic import ValidationError
 
     message = describe_validation(exc) if isinstance(exc, ValidationError) else "invalid request"
-    return JSONResponse({"error": message}, 400)
+    return JSONResponse({"error": message, "transaction_id": current_transaction_id()}, 400)

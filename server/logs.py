@@ -1,4 +1,9 @@
-"""Logging set-up: one dictConfig at start-up, text or JSON lines."""
+"""Logging set-up: one dictConfig at start-up, text or JSON lines, each with its transaction id.
+
+The handler's :class:`~server.request_context.TransactionIdFilter` stamps every record with the
+id of the request being handled (``-`` outside requests and in the engine threads, which do not
+inherit the request's context). Prompts and generated text are never logged at INFO or above.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ import json
 import logging
 import logging.config
 from typing import Any
+
+from server.request_context import TransactionIdFilter
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(transaction_id)s]: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key in ("transaction_id",):
             value = getattr(record, key, None)
-            if value:
+            if value and value != "-":
                 out[key] = value
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
@@ -29,17 +38,20 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str, fmt: str) -> None:
     """Configure the root logger once (llama.cpp's own chatter stays at DEBUG)."""
-    formatter = (
-        {"()": JsonFormatter}
-        if fmt == "json"
-        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    )
+    formatter = {"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT}
     logging.config.dictConfig(
         {
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"main": formatter},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "main"}},
+            "filters": {"transaction_id": {"()": TransactionIdFilter}},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "main",
+                    "filters": ["transaction_id"],
+                }
+            },
             "root": {"handlers": ["stderr"], "level": level},
             "loggers": {
                 "llama_cpp.native": {"level": "WARNING"},

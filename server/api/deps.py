@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from models.store import ModelStore
 from server.engine.scheduler import Scheduler
 from server.engine.service import InferenceService
+from server.metrics import Metrics
 from server.settings import Settings
 
 
@@ -19,6 +20,7 @@ class AppState(TypedDict):
     store: ModelStore
     scheduler: Scheduler
     service: InferenceService
+    metrics: Metrics
 
 
 def get_service(request: Request) -> InferenceService:
@@ -39,6 +41,13 @@ def get_scheduler(request: Request) -> Scheduler:
     return scheduler
 
 
+def get_metrics(request: Request) -> Metrics:
+    """The app's metrics."""
+    metrics: Metrics = request.state.metrics
+    return metrics
+
+
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from server.errors import InvalidRequest, RequestCancelled, ServerError
+from server.request_context import current_transaction_id
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
@@ -82,10 +83,11 @@ async def respond(
             async for event in events:
                 yield _line(event)
         except ServerError as exc:
-            yield _line({"error": exc.message})
+            yield _line({"error": exc.message, "transaction_id": current_transaction_id()})
         except Exception:
             logger.exception("error while streaming")
-            yield _line({"error": "internal error while streaming the response"})
+            message = "internal error while streaming the response"
+            yield _line({"error": message, "transaction_id": current_transaction_id()})
         finally:
             await events.aclose()
 
