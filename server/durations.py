@@ -15,7 +15,7 @@ def parse_go_duration(text: str) -> float:
     """Parse a Go duration string (``"1h30m"``, ``"-1m"``, ``"0"``) into seconds."""
     s = text.strip().strip("\"'")
     sign = -1.0 if s.startswith("-") else 1.0
-    s = s.lstrip("+-")
+    s = s[1:] if s[:1] in ("+", "-") else s  # one sign at most, as in Go
     if s == "0":
         return 0.0
     if not s:

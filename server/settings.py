@@ -258,12 +258,17 @@ _HOST_RE = re.compile(
 
 
 def split_host(value: str) -> tuple[str, int]:
-    """Parse ``[scheme://]host[:port]`` like Ollama (bare host → port 11434)."""
+    """Parse ``[scheme://]host[:port]`` like Ollama and its clients.
+
+    Without a port: 11434, except ``http://`` (80) and ``https://`` (443), as Ollama's envconfig
+    and the ollama client read ``OLLAMA_HOST`` — so the server binds where clients connect.
+    """
     match = _HOST_RE.match(value.strip().strip("\"'"))
     if not match:
         raise ValueError(f"not a host[:port]: {value!r}")
     host = match["host"].strip("[]") or "127.0.0.1"
-    port = int(match["port"]) if match["port"] else DEFAULT_PORT
+    default = {"http": 80, "https": 443}.get(match["scheme"] or "", DEFAULT_PORT)
+    port = int(match["port"]) if match["port"] else default
     if not 0 < port < 65536:
         raise ValueError(f"port out of range: {port}")
     return host, port
