@@ -1,27 +1,124 @@
-"""/api/generate and /api/chat as event streams: wire request in, Ollama-shaped chunks out."""
+"""/api/generate and /api/chat as typed pieces (shared with the OpenAI routes) and Ollama events.
+
+Every check that can fail happens before the model is loaded, in Ollama's order: the name,
+the model's capabilities (completion, vision, insert, tools, thinking), the options and the
+structured-output format. The grammar is then compiled against the loaded vocabulary before
+the request reaches the engine, so a bad grammar is a 400, never an error mid-stream.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
-from collections.abc import AsyncGenerator
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from models.local import LocalModel
 from server.api.ollama_types import (
     ChatRequest,
     GenerateRequest,
+    ToolChoice,
     generation_params,
     merge_options,
     now_rfc3339,
 )
-from server.engine.params import Chunk, GenerationParams
-from server.engine.sampling import InvalidFormat, grammar_for_format
+from server.api.routes.models import capabilities, read_header
+from server.engine.llama_backend import BackendError, SamplerChain, SamplerConfig
+from server.engine.params import Chunk, GenerationParams, Stats
+from server.engine.runner import Runner
 from server.engine.scheduler import Lease
-from server.engine.service import InferenceService
-from server.engine.templates import ChatMessage, GoChatTemplate, RenderInput, TemplateRenderError
+from server.engine.service import InferenceService, PreparedPrompt
+from server.engine.structured import InvalidFormat, grammar_for_format
+from server.engine.templates import (
+    ChatMessage,
+    GoChatTemplate,
+    RenderInput,
+    TemplateRenderError,
+    load_template,
+)
+from server.engine.thinking import OPEN as THINK_OPEN
+from server.engine.thinking import ThinkingParser
+from server.engine.tools import ParsedToolCall, ToolCallParser, forced_call_grammar, tool_call_tag
 from server.errors import CapabilityMissing, InvalidRequest, ServerError
 
 Event = dict[str, Any]
+THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
+
+
+@dataclass(frozen=True)
+class Final:
+    """How a response ended."""
+
+    done_reason: str
+    total_duration: int
+    load_duration: int
+    stats: Stats | None = None
+    output_tokens: tuple[int, ...] = ()
+    context: list[int] | None = None  # /api/generate: prompt + output tokens
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A step of a response: text, thinking, completed tool calls; ``final`` on the last one."""
+
+    content: str = ""
+    thinking: str = ""
+    tool_calls: tuple[ParsedToolCall, ...] = ()
+    final: Final | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model can do, known before it is loaded."""
+
+    capabilities: frozenset[str]
+    tool_tag: str
+
+
+@dataclass(frozen=True)
+class _Think:
+    render: bool | None  # what the template sees (None: the request did not say)
+    parse: bool  # split <think>…</think> out of the output
+
+
+# -- checks before loading -----------------------------------------------------------------------
+async def model_info(local: LocalModel) -> ModelInfo:
+    """Capabilities (from the GGUF header and template) and the template's tool-call prefix."""
+    header = await asyncio.to_thread(read_header, local.model_path)
+    caps = frozenset(capabilities(local, header))
+    tag = _tag(local.template, header.chat_template) if "tools" in caps else ""
+    return ModelInfo(caps, tag)
+
+
+@lru_cache(maxsize=64)
+def _tag(layer: str | None, gguf: str | None) -> str:
+    try:
+        return tool_call_tag(load_template(layer, gguf, bos="", eos=""))
+    except TemplateRenderError:
+        return "{"
+
+
+def _require(local: LocalModel, info: ModelInfo, capability: str, what: str) -> None:
+    if capability not in info.capabilities:
+        # Ollama's wording: quoted for chat/generate/thinking, bare for the others.
+        quoted = what in ("chat", "generate", "thinking")
+        name = f'"{local.name.display}"' if quoted else local.name.display
+        raise CapabilityMissing(f"{name} does not support {what}")
+
+
+def _think(local: LocalModel, info: ModelInfo, *, value: bool | str | None) -> _Think:
+    if isinstance(value, str) and value not in THINK_LEVELS:
+        raise InvalidRequest(f"invalid think value {value!r}: use true, false or low/medium/high")
+    capable = "thinking" in info.capabilities
+    if value is None or value is False:
+        # Thinking models think unless told not to (Ollama's default).
+        return _Think(value, parse=capable and value is None)
+    _require(local, info, "thinking", "thinking")
+    return _Think(True, parse=True)
 
 
 def _params(
@@ -35,83 +132,109 @@ def _params(
     return opts, generation_params(opts, truncate=req.truncate, shift=req.shift, grammar=grammar)
 
 
-def _final(
-    base: Event, chunk: Chunk, lease: Lease, started_ns: int, reason: str | None = None
-) -> Event:
-    event = {**base, "done": True, "done_reason": reason or chunk.done_reason}
-    event["total_duration"] = time.perf_counter_ns() - started_ns
-    event["load_duration"] = int(lease.load_seconds * 1e9)
-    stats = chunk.stats
-    if stats is not None:
-        # Omitted when zero, like Ollama's omitempty.
-        for key in ("prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
-            value = getattr(stats, key)
-            if value:
-                event[key] = value
-    return event
+_VERIFIED: OrderedDict[str, None] = OrderedDict()
 
 
-def _check_common(local: LocalModel, req: GenerateRequest | ChatRequest, images: bool) -> None:
-    if images and local.projector_path is None:
-        raise CapabilityMissing(
-            f"{local.name.display} does not support vision (it has no projector)"
-        )
-    if req.think not in (None, False):
-        raise InvalidRequest(f'"{local.name.display}" does not support thinking')
+async def check_grammar(runner: Runner, gbnf: str | None) -> None:
+    """Compile the grammar against the model's vocabulary now (400 when llama.cpp refuses it)."""
+    if gbnf is None:
+        return
+    key = hashlib.sha256(gbnf.encode()).hexdigest()
+    if key in _VERIFIED:
+        return
+    model = runner.model
+    assert model is not None
+
+    def compile_grammar() -> None:
+        SamplerChain(model, SamplerConfig(grammar=gbnf)).close()
+
+    try:
+        await asyncio.to_thread(compile_grammar)
+    except BackendError:
+        raise InvalidRequest("llama.cpp rejected the grammar built from this format") from None
+    _VERIFIED[key] = None
+    while len(_VERIFIED) > 256:
+        _VERIFIED.popitem(last=False)
 
 
-async def generate_events(service: InferenceService, req: GenerateRequest) -> AsyncGenerator[Event, None]:
-    """POST /api/generate."""
+def _final(chunk: Chunk, lease: Lease, started_ns: int, reason: str | None = None) -> Final:
+    return Final(
+        done_reason=reason or chunk.done_reason or "stop",
+        total_duration=time.perf_counter_ns() - started_ns,
+        load_duration=int(lease.load_seconds * 1e9),
+        stats=chunk.stats,
+        output_tokens=chunk.output_tokens,
+    )
+
+
+def _load_only(lease: Lease, started: int, keep_alive: float | None) -> Piece:
+    reason = "unload" if keep_alive == 0 else "load"
+    return Piece(final=_final(Chunk(done=True), lease, started, reason))
+
+
+# -- /api/generate --------------------------------------------------------------------------------
+async def generate_pieces(
+    service: InferenceService, req: GenerateRequest
+) -> AsyncGenerator[Piece, None]:
+    """POST /api/generate (and /v1/completions) as typed pieces."""
     started = time.perf_counter_ns()
     if req.raw and (req.template or req.system or req.context):
         raise InvalidRequest("raw mode does not support template, system, or context")
     local = service.resolve(req.model)
-    _check_common(local, req, bool(req.images))
+    info = await model_info(local)
+    _require(local, info, "completion", "generate")
+    if req.images:
+        _require(local, info, "vision", "vision")
+    if req.suffix:
+        _require(local, info, "insert", "insert")
+    think = _think(local, info, value=req.think)
     opts, params = _params(local, req)
     keep_alive = req.keep_alive_seconds(service.defaults.keep_alive)
-    base: Event = {"model": req.model, "created_at": ""}
     async with service.lease(local, service.load_params(opts), keep_alive) as lease:
         if not req.prompt and not req.suffix:
-            base.update(created_at=now_rfc3339(), response="")
-            yield _final(
-                base, Chunk(done=True), lease, started, "unload" if keep_alive == 0 else "load"
-            )
+            yield _load_only(lease, started, keep_alive)
             return
         runner = lease.runner
-        if req.suffix:
-            raise CapabilityMissing(f"{local.name.display} does not support insert")
-        if req.raw:
-            tokens = runner.tokenize(req.prompt, add_special=True)
-        else:
-            try:
-                template = (
-                    GoChatTemplate(req.template)
-                    if req.template
-                    else service.template(local, runner)
-                )
-                system = req.system if req.system is not None else local.system
-                msgs = ([ChatMessage("system", system)] if system else []) + [
-                    ChatMessage("user", req.prompt)
-                ]
-                text = template.render(RenderInput(msgs))
-            except TemplateRenderError as exc:
-                raise InvalidRequest(str(exc)) from None
-            context = list(req.context or [])
-            tokens = context + runner.tokenize(text, add_special=not context)
+        await check_grammar(runner, params.sampling.grammar)
+        tokens = _generate_tokens(service, local, runner, req, think)
         prepared = service.prepare_tokens(runner, tokens, params)
-        async for chunk in service.stream(runner, prepared, params):
-            if chunk.error:
-                raise ServerError(chunk.error)
-            base["created_at"] = now_rfc3339()
-            if chunk.done:
-                event = _final({**base, "response": chunk.text}, chunk, lease, started)
-                if not req.raw:
-                    event["context"] = prepared.tokens + list(chunk.output_tokens)
-                yield event
-            elif chunk.text:
-                yield {**base, "response": chunk.text, "done": False}
+        thinker = _thinker(runner, prepared.tokens, think)
+        async for piece in _pieces(
+            service, runner, prepared.tokens, params, lease, started, thinker
+        ):
+            if piece.final is not None and not req.raw:
+                context = prepared.tokens + list(piece.final.output_tokens)
+                piece = replace(piece, final=replace(piece.final, context=context))
+            yield piece
 
 
+def _generate_tokens(
+    service: InferenceService,
+    local: LocalModel,
+    runner: Runner,
+    req: GenerateRequest,
+    think: _Think,
+) -> list[int]:
+    if req.raw:
+        return runner.tokenize(req.prompt, add_special=True)
+    try:
+        template = GoChatTemplate(req.template) if req.template else service.template(local, runner)
+        if req.suffix:
+            data = RenderInput([], extra={"prompt": req.prompt, "suffix": req.suffix})
+        else:
+            system = req.system if req.system is not None else local.system
+            msgs = ([ChatMessage("system", system)] if system else []) + [
+                ChatMessage("user", req.prompt)
+            ]
+            data = RenderInput(msgs, think=think.render)
+        text = template.render(data)
+    except TemplateRenderError as exc:
+        raise InvalidRequest(str(exc)) from None
+    context = list(req.context or [])
+    return context + runner.tokenize(text, add_special=not context)
+
+
+# -- /api/chat ------------------------------------------------------------------------------------
 def chat_messages(local: LocalModel, req: ChatRequest) -> list[ChatMessage]:
     """The model's MESSAGE history and SYSTEM prompt, then the request's messages."""
     msgs: list[ChatMessage] = []
@@ -125,52 +248,190 @@ def chat_messages(local: LocalModel, req: ChatRequest) -> list[ChatMessage]:
     return msgs
 
 
-async def chat_events(service: InferenceService, req: ChatRequest) -> AsyncGenerator[Event, None]:
-    """POST /api/chat."""
+def _tool_choice(req: ChatRequest, tools: list[dict[str, Any]]) -> str | None:
+    """ "auto", "none", "required", or the name of the function that must be called."""
+    choice = req.tool_choice
+    name = choice.function.name if isinstance(choice, ToolChoice) else None
+    if choice in (None, "auto", "none"):
+        return choice or "auto"
+    if not tools:
+        raise InvalidRequest("tool_choice requires tools")
+    if name is not None and name not in {t["function"]["name"] for t in tools}:
+        raise InvalidRequest(f"tool_choice names a function that is not in tools: {name!r}")
+    if req.format is not None:
+        raise InvalidRequest("a format cannot be combined with a forced tool_choice")
+    return name or "required"
+
+
+async def chat_pieces(service: InferenceService, req: ChatRequest) -> AsyncGenerator[Piece, None]:
+    """POST /api/chat (and /v1/chat/completions) as typed pieces."""
     started = time.perf_counter_ns()
     if not req.model:
         raise InvalidRequest("model is required")
     local = service.resolve(req.model)
-    _check_common(local, req, any(m.images for m in req.messages))
+    info = await model_info(local)
+    _require(local, info, "completion", "chat")
+    if any(m.images for m in req.messages):
+        _require(local, info, "vision", "vision")
+    tools = [t.model_dump(exclude_none=True) for t in req.tools or ()]
+    if tools:
+        _require(local, info, "tools", "tools")
+    choice = _tool_choice(req, tools)
+    think = _think(local, info, value=req.think)
     opts, params = _params(local, req)
+    if choice not in ("auto", "none"):
+        name = None if choice == "required" else choice
+        try:
+            grammar = forced_call_grammar(tools, name, info.tool_tag)
+        except InvalidFormat as exc:
+            raise InvalidRequest(str(exc)) from None
+        params = replace(params, sampling=replace(params.sampling, grammar=grammar))
     keep_alive = req.keep_alive_seconds(service.defaults.keep_alive)
-    base: Event = {"model": req.model, "created_at": ""}
     async with service.lease(local, service.load_params(opts), keep_alive) as lease:
         if not req.messages:
-            base.update(created_at=now_rfc3339(), message={"role": "assistant", "content": ""})
-            yield _final(
-                base, Chunk(done=True), lease, started, "unload" if keep_alive == 0 else "load"
-            )
+            yield _load_only(lease, started, keep_alive)
             return
         runner = lease.runner
+        await check_grammar(runner, params.sampling.grammar)
         template = service.template(local, runner)
-        tools = [t.model_dump(exclude_none=True) for t in req.tools or ()]
-        if tools and not template.uses("tools"):
-            raise CapabilityMissing(f"{local.name.display} does not support tools")
+        # tool_choice "none": the model is not shown the tools, and nothing is parsed as a call.
+        shown = tools if choice != "none" else []
         prepared = service.prepare_chat(
-            runner, template, chat_messages(local, req), params, tools=tools
+            runner, template, chat_messages(local, req), params, tools=shown, think=think.render
         )
-        async for chunk in service.stream(runner, prepared, params):
-            if chunk.error:
-                raise ServerError(chunk.error)
-            base["created_at"] = now_rfc3339()
-            message = {"role": "assistant", "content": chunk.text}
-            if chunk.done:
-                yield _final({**base, "message": message}, chunk, lease, started)
-            elif chunk.text:
-                yield {**base, "message": message, "done": False}
+        names = [t["function"]["name"] for t in shown]
+        parser = ToolCallParser(info.tool_tag, names) if shown else None
+        thinker = _thinker(runner, prepared.tokens, think)
+        async for piece in _pieces(
+            service, runner, prepared.tokens, params, lease, started, thinker, parser
+        ):
+            yield piece
+
+
+# -- streaming -----------------------------------------------------------------------------------
+def _thinker(runner: Runner, prompt: list[int], think: _Think) -> ThinkingParser | None:
+    if not think.parse:
+        return None
+    model = runner.model
+    assert model is not None
+    # Templates that open the block in the generation prompt: the output starts inside it.
+    started = model.detokenize(prompt[-8:]).rstrip().endswith(THINK_OPEN)
+    return ThinkingParser(started=started)
+
+
+async def _pieces(
+    service: InferenceService,
+    runner: Runner,
+    tokens: list[int],
+    params: GenerationParams,
+    lease: Lease,
+    started: int,
+    thinker: ThinkingParser | None,
+    parser: ToolCallParser | None = None,
+) -> AsyncIterator[Piece]:
+    async for chunk in service.stream(runner, PreparedPrompt(tokens), params):
+        if chunk.error:
+            raise ServerError(chunk.error)
+        thinking, content = thinker.feed(chunk.text) if thinker else ("", chunk.text)
+        calls: list[ParsedToolCall] = []
+        if parser is not None:
+            content, calls = parser.feed(content)
+        if chunk.done:
+            if thinker is not None:
+                more_thinking, more = thinker.flush()
+                thinking += more_thinking
+                if parser is not None:
+                    more, more_calls = parser.feed(more)
+                    calls += more_calls
+                content += more
+            if parser is not None:
+                more, more_calls = parser.flush()
+                content, calls = content + more, calls + more_calls
+            final = _final(chunk, lease, started)
+            yield Piece(content, thinking, tuple(calls), final)
+        elif content or thinking or calls:
+            yield Piece(content, thinking, tuple(calls))
+
+
+# -- Ollama's wire shapes ------------------------------------------------------------------------
+def _final_fields(final: Final) -> Event:
+    event: Event = {"done": True, "done_reason": final.done_reason}
+    event["total_duration"] = final.total_duration
+    event["load_duration"] = final.load_duration
+    stats = final.stats
+    if stats is not None:
+        # Omitted when zero, like Ollama's omitempty.
+        for key in ("prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+            value = getattr(stats, key)
+            if value:
+                event[key] = value
+    return event
+
+
+def ollama_tool_call(call: ParsedToolCall) -> Event:
+    """A parsed call in /api/chat's shape (arguments as a JSON object)."""
+    return {
+        "id": call.id,
+        "function": {"index": call.index, "name": call.name, "arguments": call.arguments},
+    }
+
+
+async def generate_events(
+    service: InferenceService, req: GenerateRequest
+) -> AsyncGenerator[Event, None]:
+    """POST /api/generate as Ollama's NDJSON events."""
+    async for piece in generate_pieces(service, req):
+        event: Event = {"model": req.model, "created_at": now_rfc3339(), "response": piece.content}
+        if piece.thinking:
+            event["thinking"] = piece.thinking
+        if piece.final is None:
+            event["done"] = False
+        else:
+            event.update(_final_fields(piece.final))
+            if piece.final.context is not None:
+                event["context"] = piece.final.context
+        yield event
+
+
+async def chat_events(service: InferenceService, req: ChatRequest) -> AsyncGenerator[Event, None]:
+    """POST /api/chat as Ollama's NDJSON events."""
+    async for piece in chat_pieces(service, req):
+        message: Event = {"role": "assistant", "content": piece.content}
+        if piece.thinking:
+            message["thinking"] = piece.thinking
+        if piece.tool_calls:
+            message["tool_calls"] = [ollama_tool_call(c) for c in piece.tool_calls]
+        event: Event = {"model": req.model, "created_at": now_rfc3339(), "message": message}
+        if piece.final is None:
+            event["done"] = False
+        else:
+            event.update(_final_fields(piece.final))
+        yield event
 
 
 def merge_generate(events: list[Event]) -> Event:
     """Non-streamed /api/generate: one object with the whole response."""
     final = dict(events[-1])
     final["response"] = "".join(e.get("response", "") for e in events)
+    thinking = "".join(e.get("thinking", "") for e in events)
+    if thinking:
+        final["thinking"] = thinking
     return final
 
 
 def merge_chat(events: list[Event]) -> Event:
-    """Non-streamed /api/chat: one object with the whole message."""
+    """Non-streamed /api/chat: one object with the whole message (content, thinking, calls)."""
     final = dict(events[-1])
-    content = "".join(e.get("message", {}).get("content", "") for e in events)
-    final["message"] = {**final.get("message", {}), "content": content}
+    messages = [e.get("message", {}) for e in events]
+    message = {
+        **final.get("message", {}),
+        "content": "".join(m.get("content", "") for m in messages),
+    }
+    thinking = "".join(m.get("thinking", "") for m in messages)
+    if thinking:
+        message["thinking"] = thinking
+    calls = [c for m in messages for c in m.get("tool_calls", ())]
+    if calls:
+        message["tool_calls"] = calls
+    final["message"] = message
     return final

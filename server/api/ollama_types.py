@@ -267,11 +267,29 @@ class Tool(BaseModel):
     function: ToolFunction
 
 
+class ToolChoiceFunction(BaseModel):
+    """``tool_choice.function``: the function that must be called."""
+
+    name: str = Field(..., min_length=1, max_length=256)
+
+
+class ToolChoice(BaseModel):
+    """A named ``tool_choice``: ``{"type": "function", "function": {"name": ...}}``."""
+
+    type: Literal["function"] = "function"
+    function: ToolChoiceFunction
+
+
 class ChatRequest(_Request):
     """POST /api/chat."""
 
     messages: list[Message] = Field(default_factory=list)
     tools: list[Tool] | None = None
+    # Beyond Ollama (which has no tool_choice, ollama#17921): "none" suppresses calls,
+    # "required" or a named function forces one call by grammar.
+    tool_choice: Literal["auto", "none", "required"] | ToolChoice | None = Field(
+        None, description='"auto" (default), "none", "required" or a named function.'
+    )
 
 
 def now_rfc3339() -> str:
