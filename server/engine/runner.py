@@ -335,11 +335,12 @@ class Runner:
     def _finish(self, slot: Slot, reason: str) -> None:
         self.counters.requests_finished[reason] = self.counters.requests_finished.get(reason, 0) + 1
         shifted = slot.shifts > 0
-        slot.finish(reason)  # type: ignore[arg-type]
+        req, final = slot.finish(reason)  # type: ignore[arg-type]
         if shifted and self._ctx is not None:
             # After a shift the cached K/V no longer match a plain prefix: drop them.
             self._ctx.seq_rm(slot.seq, 0, -1)
             slot.cached.clear()
+        req.emit(final)
 
     def _shift(self, slot: Slot) -> bool:
         """Slide the window: keep ``num_keep`` tokens, discard half of the rest."""

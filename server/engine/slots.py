@@ -132,8 +132,12 @@ class Slot:
             return "length"
         return None
 
-    def finish(self, reason: DoneReason) -> None:
-        """Emit the final chunk (held-back text, stats, tokens) and release the request."""
+    def finish(self, reason: DoneReason) -> tuple[EngineRequest, Chunk]:
+        """Release the request; returns it with its final chunk (held-back text, stats, tokens).
+
+        The caller emits the chunk once the slot is fully free, so a client that sees ``done``
+        never finds its slot still busy.
+        """
         req = self.req
         assert req is not None
         tail = ""
@@ -152,22 +156,22 @@ class Slot:
             context_shifts=self.shifts,
             truncated_tokens=req.truncated_tokens,
         )
-        req.emit(
-            Chunk(
-                text=tail,
-                done=True,
-                done_reason=reason,
-                stats=stats,
-                output_tokens=tuple(self.output),
-            )
+        final = Chunk(
+            text=tail,
+            done=True,
+            done_reason=reason,
+            stats=stats,
+            output_tokens=tuple(self.output),
         )
         self.release()
+        return req, final
 
     def fail(self, message: str) -> None:
-        """End the request with an error chunk."""
-        if self.req is not None:
-            self.req.emit_error(message)
+        """End the request with an error chunk (after freeing the slot)."""
+        req = self.req
         self.release()
+        if req is not None:
+            req.emit_error(message)
 
     def release(self) -> None:
         """Free the request and its sampler; the cached tokens stay as a prompt cache."""
