@@ -12,7 +12,15 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 
 from server.durations import parse_keep_alive
 from server.engine.llama_backend import SamplerConfig
@@ -51,6 +59,13 @@ def _as_stop(value: Any) -> list[str]:
     raise ValueError("must be a string or a list of strings")
 
 
+def _null_is(default: bool) -> BeforeValidator:  # noqa: FBT001
+    # JSON null leaves a Go field at its default (Stream *bool: nil = true).
+    return BeforeValidator(lambda value: default if value is None else value)
+
+
+StreamFlag = Annotated[StrictBool, _null_is(True)]
+Flag = Annotated[StrictBool, _null_is(False)]
 Int = Annotated[int, BeforeValidator(_as_int)]
 Float = Annotated[float, BeforeValidator(_as_float)]
 Stop = Annotated[list[str], BeforeValidator(_as_stop)]
@@ -164,12 +179,17 @@ class _Request(BaseModel):
     model: str = Field(
         "", max_length=512, description="Model name, [host/][namespace/]model[:tag]."
     )
-    stream: bool = Field(True, description="Stream NDJSON chunks (default) or return one object.")
+    # Strict: Go's JSON decoder refuses "yes" or 1 for a bool, so Ollama answers 400.
+    stream: StreamFlag = Field(
+        True, description="Stream NDJSON chunks (default) or return one object."
+    )
     keep_alive: str | float | None = Field(None, description="How long to keep the model loaded.")
     options: Options | None = Field(None, description="Model options (see the Modelfile docs).")
     format: str | dict[str, Any] | None = Field(None, description='"json" or a JSON schema.')
-    truncate: bool | None = Field(None, description="Drop old context when the prompt is too long.")
-    shift: bool | None = Field(None, description="Slide the window when generation fills it.")
+    truncate: StrictBool | None = Field(
+        None, description="Drop old context when the prompt is too long."
+    )
+    shift: StrictBool | None = Field(None, description="Slide the window when generation fills it.")
     think: bool | str | None = Field(None, description="Thinking (only for thinking models).")
 
     @field_validator("keep_alive", mode="before")
@@ -194,8 +214,8 @@ class GenerateRequest(_Request):
     suffix: str = ""
     system: str | None = None
     template: str | None = Field(None, max_length=1 << 20)
-    context: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] | None = None
-    raw: bool = False
+    context: list[Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]] | None = None
+    raw: Flag = False
     images: list[str] | None = None
 
 
@@ -340,4 +360,4 @@ class ShowRequest(BaseModel):
 
     model: str = ""
     name: str = ""
-    verbose: bool = False
+    verbose: Flag = False
