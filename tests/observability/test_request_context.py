@@ -6,10 +6,16 @@ import io
 import json
 import logging
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from server.logs import TEXT_FORMAT, JsonFormatter
 from server.request_context import (
+    RequestContextMiddleware,
     TransactionIdFilter,
     _Exchange,
     _transaction_id,
@@ -91,3 +97,29 @@ def test_exchange_gives_up_on_huge_lines() -> None:
     ex = _Exchange(started_at=0.0, tail=bytearray())
     ex.feed(b"x" * (65 * 1024))
     assert ex.tail is None
+
+
+async def _boom(request: Request) -> PlainTextResponse:
+    raise RuntimeError("boom")
+
+
+async def _echo(request: Request) -> PlainTextResponse:
+    from server.request_context import current_transaction_id
+
+    return PlainTextResponse(current_transaction_id() or "")
+
+
+@pytest.mark.anyio
+async def test_middleware_sets_echoes_and_answers_crashes_with_the_id() -> None:
+    app = Starlette(routes=[Route("/boom", _boom), Route("/echo", _echo)])
+    app.add_middleware(RequestContextMiddleware)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.get("/echo", headers={"X-Transaction-Id": "in-handler"})
+        assert r.text == "in-handler"  # the handler sees the request's id
+        assert r.headers["x-transaction-id"] == "in-handler"
+        r = await c.get("/boom", headers={"X-Transaction-Id": "crash-1"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal server error", "transaction_id": "crash-1"}
+    assert r.headers["x-transaction-id"] == "crash-1"
+    assert _transaction_id.get() is None  # reset after the request
