@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from models.defaults import config_from_gguf
 from models.digest import parse_digest
 from models.errors import InvalidDigest, InvalidGGUF, InvalidModelName
+from models.errors import ModelNotFound as StoreModelNotFound
 from models.gguf import GGUFFile, read_gguf
 from models.layers import encode_json_layer
 from models.local import LocalModel
@@ -27,7 +28,7 @@ from server.api.jobs import Emit
 from server.api.manage_types import CreateRequest, ProgressResponse
 from server.engine.quantize import QUANTIZE_TYPES, quantize_blob, quantize_type, source_type
 from server.engine.templates import load_template
-from server.errors import InvalidRequest
+from server.errors import InvalidRequest, ModelNotFound
 
 __all__ = ["CreatePlan", "parse_name", "plan_create", "run_create"]
 
@@ -140,7 +141,10 @@ def plan_create(store: ModelStore, body: CreateRequest) -> CreatePlan:
             base_name = ModelName.parse(body.from_)
         except InvalidModelName:
             raise InvalidRequest(_BAD_FROM) from None
-        base = store.resolve(base_name)
+        try:
+            base = store.resolve(base_name)
+        except StoreModelNotFound:
+            raise ModelNotFound(f"model '{body.from_}' not found") from None
         model = base.manifest.layers_of(MEDIA_MODEL)[0].digest
         projectors = base.manifest.layers_of(MEDIA_PROJECTOR)
         projector = projectors[0].digest if projectors else None

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gguf
+import httpx
 import numpy as np
 import pytest
 
 from models.manifest import MEDIA_MODEL, MEDIA_PARAMS, MEDIA_TEMPLATE
 from models.store import ModelStore
+from tests.conftest import LiveServer, start_server
 from tests.manage.registry_server import Registry
 
 
@@ -70,3 +74,30 @@ def snapshot(root: Path) -> set[str]:
 
 def gzip_bomb(size: int) -> bytes:
     return gzip.compress(b"\0" * size, compresslevel=9)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real quantserve (uvicorn in a thread) with its own store and the default model."""
+    srv = start_server(tmp_path_factory.mktemp("store"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def module_registry() -> Iterator[Registry]:
+    reg = Registry()
+    yield reg
+    reg.close()
+
+
+def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in response.iter_lines() if line.strip()]
+
+
+def post_lines(
+    srv: LiveServer, path: str, body: dict[str, Any]
+) -> tuple[int, list[dict[str, Any]]]:
+    """POST and read the NDJSON progress lines."""
+    with srv.client() as client, client.stream("POST", path, json=body) as response:
+        return response.status_code, ndjson(response)

@@ -21,7 +21,7 @@ from server.api.jobs import Emit, NotFound, PayloadTooLarge, job_events, transla
 from server.api.manage_types import CopyRequest, CreateRequest, DeleteRequest
 from server.api.streaming import parse_body, respond
 from server.engine.scheduler import model_key
-from server.errors import InvalidRequest, ModelNotFound
+from server.errors import InvalidRequest, ModelNotFound, ServerError
 from server.settings import Settings
 
 router = APIRouter()
@@ -47,7 +47,9 @@ async def create(request: Request, store: StoreDep) -> Response:
     body = await parse_body(request, CreateRequest)
     try:
         plan = await asyncio.to_thread(plan_create, store, body)
-    except ModelsError as exc:
+    except ServerError:
+        raise
+    except Exception as exc:  # store, GGUF, template and quantize errors: 400/404
         raise translate(exc) from None
     settings: Settings = request.state.settings
     threads = settings.engine.threads
