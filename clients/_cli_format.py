@@ -8,6 +8,7 @@ borderless tablewriter does (left-aligned columns, four spaces between them).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,7 @@ __all__ = [
     "show_info",
     "stats_summary",
     "table",
+    "write",
 ]
 
 PADDING = "    "
@@ -237,3 +239,9 @@ def stats_summary(
             f"eval rate:            {(eval_count or 0) / eval_duration * 1e9:.2f} tokens/s"
         )
     return "".join(line + "\n" for line in lines)
+
+
+def write(text: str) -> None:
+    """Write to stdout now (answers stream token by token)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
