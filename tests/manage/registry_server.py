@@ -54,6 +54,7 @@ class Faults:
     blob_body: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
     manifest_body: dict[tuple[str, str], tuple[bytes, dict[str, str]]] = field(default_factory=dict)
     ignore_range: bool = False
+    upload_location: str | None = None  # absolute Location for new uploads
 
 
 class Registry:
@@ -310,6 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         upload = uuid.uuid4().hex
         self.registry.uploads[upload] = bytearray()
         location = f"/v2/{match['repo']}/blobs/uploads/{upload}?state=x"
+        if self.registry.faults.upload_location is not None:
+            location = self.registry.faults.upload_location + location
         self._send(202, b"", {"Location": location, "Docker-Upload-UUID": upload})
 
     def _upload(self, match: re.Match[str], query: dict[str, list[str]]) -> None:

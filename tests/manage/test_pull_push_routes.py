@@ -9,6 +9,8 @@ from pathlib import Path
 import ollama
 import pytest
 
+from models.manifest import MEDIA_MODEL, MEDIA_TEMPLATE
+from server.engine.llama_backend import LlamaModel
 from tests.conftest import DEFAULT_MODEL, LiveServer
 from tests.manage.conftest import build_tiny_gguf, post_lines, snapshot, tiny_layers
 from tests.manage.registry_server import Registry
@@ -206,3 +208,23 @@ def test_pull_interrupted_by_registry_fault_resumes_on_retry(
     ranges = [r.headers.get("Range") for r in module_registry.requests("GET", f"/blobs/{digest}")]
     assert ranges == [None, f"bytes={cut}-"]
     assert server.store.blob_path(digest).read_bytes() == big_gguf
+
+
+@pytest.mark.live
+def test_pulled_go_template_layer_is_used(server: LiveServer, module_registry: Registry) -> None:
+    model_bytes = server.store.resolve(DEFAULT_MODEL).model_path.read_bytes()
+    template = "{{- range .Messages }}<{{ .Role }}>{{ .Content }}{{ end }}<assistant>"
+    module_registry.publish_model(
+        [(MEDIA_MODEL, model_bytes), (MEDIA_TEMPLATE, template.encode())], "library/gotmpl"
+    )
+    name = module_registry.name("library/gotmpl")
+    client = ollama.Client(host=server.url)
+    assert client.pull(name, insecure=True).status == "success"
+    assert client.show(name).template == template
+    out = client.generate(model=name, prompt="Hello", options={"num_predict": 1})
+    model = LlamaModel(server.store.resolve(name).model_path)
+    try:
+        expected = model.tokenize("<user>Hello<assistant>", add_special=True)
+    finally:
+        model.close()
+    assert out.prompt_eval_count == len(expected)
