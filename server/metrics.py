@@ -163,6 +163,11 @@ class EngineCollector:
 
     def track(self, runner: Runner) -> None:
         """Remember a runner from its creation on (its counters outlive its unload)."""
+        # Fold the stopped ones now too, so that unscraped servers do not pile up runners.
+        # Every tracked runner was started right after its creation, so "not alive" is final.
+        for old in [r for r in self._runners if not r.alive]:
+            self._runners.remove(old)
+            self._retired.setdefault(old.name, _Totals()).add(_Totals.of(old.counters))
         self._runners.append(runner)
 
     def describe(self) -> Iterable[Metric]:

@@ -30,6 +30,8 @@ _INCOMING = (b"x-transaction-id", b"x-request-id")  # first one present wins
 _VALID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # The tail of a response body kept for the per-request generation speed (its last line).
 _MAX_TAIL = 64 * 1024
+# Probes and scrapes arrive every few seconds: their access lines are DEBUG, the rest INFO.
+_QUIET_ROUTES = frozenset({"/", "/health", "/ready", "/metrics"})
 
 _transaction_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "transaction_id", default=None
@@ -172,7 +174,8 @@ class RequestContextMiddleware:
         route = route_label(scope)
         # The raw path is not logged: it may carry a blob digest or a typo'd route, never a prompt,
         # but the route template is what operators group by.
-        logger.info("%s %s %d %.3fs", scope.get("method", "-"), route, status, duration)
+        level = logging.DEBUG if route in _QUIET_ROUTES and status < 400 else logging.INFO
+        logger.log(level, "%s %s %d %.3fs", scope.get("method", "-"), route, status, duration)
         metrics = scope.get("state", {}).get("metrics")
         if isinstance(metrics, Metrics):
             metrics.observe_request(

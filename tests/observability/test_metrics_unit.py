@@ -100,3 +100,26 @@ def test_docs_list_every_metric_with_its_help() -> None:
         assert row, f"{name} is not documented in docs/metrics.md"
         assert help_text in row.group(0), f"help text of {name} differs from docs/metrics.md"
         assert f"| {kind} |" in row.group(0)
+
+
+def test_counters_of_replaced_runners_are_kept() -> None:
+    # Real (never started) runners: the metrics must add up every runner a model ever had.
+    from server.engine.params import LoadParams
+    from server.engine.runner import Runner
+    from server.engine.scheduler import Scheduler
+
+    m = Metrics()
+    factory = m.track_runners(Runner)
+    load = LoadParams(num_ctx=64, num_batch=8, num_thread=1, num_parallel=1)
+    first = factory("m:1", Path("unused.gguf"), load)
+    first.counters.tokens_generated = 5
+    first.counters.requests_finished["stop"] = 1
+    second = factory("m:1", Path("unused.gguf"), load)  # `first` is folded in here
+    second.counters.tokens_generated = 2
+    second.counters.requests_finished["stop"] = 1
+    m.watch(Scheduler(max_loaded=1, max_queue=4, load_timeout=None))
+    for _ in range(2):  # scraping twice counts nothing twice
+        text = generate_latest(m.registry).decode()
+        assert 'quantserve_tokens_generated_total{model="m:1"} 7.0' in text
+        assert 'quantserve_engine_requests_finished_total{model="m:1",reason="stop"} 2.0' in text
+        assert "quantserve_models_loaded 0.0" in text
