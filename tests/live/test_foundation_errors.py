@@ -185,3 +185,12 @@ def test_server_keeps_serving_after_errors(live: LiveServer) -> None:
         DEFAULT_MODEL, "Say hi.", options={"temperature": 0, "num_predict": 2}
     )
     assert out.done and out.eval_count == 2
+
+
+def test_no_default_model_when_embedding_is_off(failing: str) -> None:
+    # QUANTSERVE_EMBED_DEFAULT_MODEL=false: a fresh store stays empty.
+    with httpx.Client(base_url=failing, timeout=60) as c:
+        assert c.get("/api/tags").json() == {"models": []}
+        r = c.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": []})
+    assert r.status_code == 404
+    assert r.json()["error"] == f"model '{DEFAULT_MODEL}' not found"
