@@ -144,7 +144,7 @@ def test_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ({"OLLAMA_HOST": "a b"}, "OLLAMA_HOST"),
         ({"OLLAMA_MAX_LOADED_MODELS": "-1"}, "OLLAMA_MAX_LOADED_MODELS"),
         ({"OLLAMA_MAX_QUEUE": "0"}, "OLLAMA_MAX_QUEUE"),
-        ({"OLLAMA_CONTEXT_LENGTH": "100"}, "OLLAMA_CONTEXT_LENGTH"),
+        ({"OLLAMA_CONTEXT_LENGTH": "-5"}, "OLLAMA_CONTEXT_LENGTH"),
         ({"OLLAMA_LOAD_TIMEOUT": "forever"}, "OLLAMA_LOAD_TIMEOUT"),
         ({"OLLAMA_LOG_LEVEL": "verbose"}, "OLLAMA_LOG_LEVEL"),
         ({"OLLAMA_LOG_FORMAT": "xml"}, "OLLAMA_LOG_FORMAT"),
