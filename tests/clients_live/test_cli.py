@@ -153,6 +153,15 @@ def test_run_streams_an_answer(live: LiveServer) -> None:
     assert re.search(r"^eval rate:\s+[\d.]+ tokens/s$", out.stderr, re.M)
 
 
+def test_run_passes_format_and_keepalive(live: LiveServer) -> None:
+    out = cli(live, "run", DEFAULT_MODEL, "Give a colour.", *OPTS, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.lstrip().startswith("{")  # the JSON grammar constrained the answer
+    unload = cli(live, "run", DEFAULT_MODEL, "Hi", *OPTS, "--keepalive", "0")
+    assert unload.returncode == 0, unload.stderr
+    assert not any(m["name"] == DEFAULT_MODEL for m in api(live, "GET", "/api/ps")["models"])
+
+
 def test_run_without_prompt_chats_over_stdin_lines_with_history(live: LiveServer) -> None:
     api(live, "POST", "/api/generate", json={"model": DEFAULT_MODEL})  # loaded, to read counters
     before = finished(live)
