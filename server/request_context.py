@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.metrics import Metrics, RequestRecord, route_label
+from server.metrics import OLLAMA_GENERATION_ROUTES, Metrics, RequestRecord, route_label
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ HEADER = "X-Transaction-Id"
 _INCOMING = (b"x-transaction-id", b"x-request-id")  # first one present wins
 _VALID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # The tail of a response body kept for the per-request generation speed (its last line).
-_MAX_TAIL = 64 * 1024
+_MAX_TAIL = 256 * 1024
 # Probes and scrapes arrive every few seconds: their access lines are DEBUG, the rest INFO.
 _QUIET_ROUTES = frozenset({"/", "/health", "/ready", "/metrics"})
 
@@ -139,7 +139,10 @@ class RequestContextMiddleware:
                         ex.retry_after = True
                 headers.append((HEADER.lower().encode(), txid.encode()))
                 message = {**message, "headers": headers}
-                if ex.content_type in ("application/x-ndjson", "application/json"):
+                if (
+                    ex.content_type in ("application/x-ndjson", "application/json")
+                    and route_label(scope) in OLLAMA_GENERATION_ROUTES
+                ):
                     ex.tail = bytearray()
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
