@@ -368,3 +368,15 @@ def test_delete_unloads_a_loaded_model_first(server: LiveServer) -> None:
     assert server.scheduler().get(key) is None
     assert not server.store.exists("loaded-then-deleted")
     assert "loaded-then-deleted:latest" not in {m.model for m in client.ps().models}
+
+
+def test_gguf_with_tensor_data_past_the_end_is_400(server: LiveServer, tiny_gguf: bytes) -> None:
+    # CVE-2026-7482: a tensor whose offset + size lies beyond the file (quantize would read it)
+    truncated = tiny_gguf[:-64]
+    with server.client() as client:
+        digest = _upload(client, truncated)
+    for extra in ({}, {"quantize": "q8_0"}):
+        response = _create(server, {"model": "past-eof", "files": {"m.gguf": digest}, **extra})
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("invalid GGUF file")
+    assert not server.store.exists("past-eof")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import ollama
@@ -228,3 +231,37 @@ def test_pulled_go_template_layer_is_used(server: LiveServer, module_registry: R
     finally:
         model.close()
     assert out.prompt_eval_count == len(expected)
+
+
+def test_client_disconnect_cancels_the_pull(
+    server: LiveServer, module_registry: Registry, tmp_path: Path
+) -> None:
+    data = build_tiny_gguf(tmp_path / "cancel.gguf", seed=11, n=150_000)
+    module_registry.publish_model(tiny_layers(data), "ns/cancel")
+    digest = _digest(data)
+    release = threading.Event()
+    module_registry.faults.gate[digest] = (len(data) // 2, release)
+    name = module_registry.name("ns/cancel")
+    with (
+        server.client() as client,
+        client.stream("POST", "/api/pull", json={"model": name, "insecure": True}) as response,
+    ):
+        for line in response.iter_lines():
+            event = json.loads(line)
+            if event.get("digest") == digest and event.get("completed"):
+                break  # leave mid-download: closing the response disconnects
+    release.set()
+    deadline = time.monotonic() + 60
+    while any(t.name == "quantserve-pull" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the pull job did not stop"
+        time.sleep(0.05)
+    assert not server.store.exists(name)
+    assert not server.store.has_blob(digest)
+
+
+@pytest.mark.parametrize("model", ["../../etc/passwd", "a/../b", "/abs/path:x"])
+def test_push_with_a_traversal_name_is_400(server: LiveServer, model: str) -> None:
+    with server.client() as client:
+        response = client.post("/api/push", json={"model": model, "stream": False})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("invalid model name")

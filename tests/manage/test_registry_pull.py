@@ -408,3 +408,25 @@ def test_failed_pulls_leave_nothing_outside_blobs(
         _pull(store, registry.name("ns/big"))
     assert all(p.startswith("blobs/") for p in snapshot(store.root))
     assert store.list_models() == []
+
+
+def test_failed_pull_and_prune_touch_nothing_outside_the_store(
+    registry: Registry, tmp_path: Path, tiny_gguf: bytes, big_gguf: bytes
+) -> None:
+    # CVE-2025-44779: an aborted pull followed by pruning deletes only files inside the store
+    store = ModelStore(tmp_path / "models")
+    sentinel = tmp_path / "sentinel"
+    sentinel.write_bytes(b"keep me")
+    registry.publish_model(tiny_layers(tiny_gguf), "ns/m")
+    name = registry.name("ns/m")
+    _pull(store, name)
+    registry.publish_model(tiny_layers(big_gguf), "ns/m")
+    registry.faults.truncate[_digest(big_gguf)] = [1000]
+    with pytest.raises(RegistryUnavailable):
+        _pull(store, name, RegistryOptions(insecure=True, retries=0))
+    assert store.read_manifest(name).layers_of(MEDIA_MODEL)[0].digest == _digest(tiny_gguf)
+    store.prune(stale_after=0)
+    _pull(store, name)
+    assert sentinel.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "sentinel"]
+    assert store.resolve(name).model_path.read_bytes() == big_gguf
