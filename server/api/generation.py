@@ -59,6 +59,7 @@ class Final:
     stats: Stats | None = None
     output_tokens: tuple[int, ...] = ()
     context: list[int] | None = None  # /api/generate: prompt + output tokens
+    rendered: str | None = None  # _debug_render_only: the prompt, nothing generated
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,11 @@ def _final(chunk: Chunk, lease: Lease, started_ns: int, reason: str | None = Non
     )
 
 
+def _rendered_only(lease: Lease, started: int, text: str) -> Piece:
+    final = _final(Chunk(done=True), lease, started, "stop")
+    return Piece(final=replace(final, rendered=text))
+
+
 def _load_only(lease: Lease, started: int, keep_alive: float | None) -> Piece:
     reason = "unload" if keep_alive == 0 else "load"
     return Piece(final=_final(Chunk(done=True), lease, started, reason))
@@ -196,7 +202,10 @@ async def generate_pieces(
             return
         runner = lease.runner
         await check_grammar(runner, params.sampling.grammar)
-        tokens = _generate_tokens(service, local, runner, req, think)
+        text, tokens = _generate_prompt(service, local, runner, req, think)
+        if req.debug_render_only:
+            yield _rendered_only(lease, started, text)
+            return
         prepared = service.prepare_tokens(runner, tokens, params)
         thinker = _thinker(runner, prepared.tokens, think)
         async for piece in _pieces(
@@ -208,15 +217,16 @@ async def generate_pieces(
             yield piece
 
 
-def _generate_tokens(
+def _generate_prompt(
     service: InferenceService,
     local: LocalModel,
     runner: Runner,
     req: GenerateRequest,
     think: _Think,
-) -> list[int]:
+) -> tuple[str, list[int]]:
+    """The prompt text and its tokens (after any ``context`` tokens)."""
     if req.raw:
-        return runner.tokenize(req.prompt, add_special=True)
+        return req.prompt, runner.tokenize(req.prompt, add_special=True)
     try:
         template = GoChatTemplate(req.template) if req.template else service.template(local, runner)
         if req.suffix:
@@ -231,7 +241,7 @@ def _generate_tokens(
     except TemplateRenderError as exc:
         raise InvalidRequest(str(exc)) from None
     context = list(req.context or [])
-    return context + runner.tokenize(text, add_special=not context)
+    return text, context + runner.tokenize(text, add_special=not context)
 
 
 # -- /api/chat ------------------------------------------------------------------------------------
@@ -296,8 +306,16 @@ async def chat_pieces(service: InferenceService, req: ChatRequest) -> AsyncGener
         template = service.template(local, runner)
         # tool_choice "none": the model is not shown the tools, and nothing is parsed as a call.
         shown = tools if choice != "none" else []
+        messages = chat_messages(local, req)
+        if req.debug_render_only:
+            try:
+                text = template.render(RenderInput(messages, shown, think=think.render))
+            except TemplateRenderError as exc:
+                raise InvalidRequest(str(exc)) from None
+            yield _rendered_only(lease, started, text)
+            return
         prepared = service.prepare_chat(
-            runner, template, chat_messages(local, req), params, tools=shown, think=think.render
+            runner, template, messages, params, tools=shown, think=think.render
         )
         names = [t["function"]["name"] for t in shown]
         parser = ToolCallParser(info.tool_tag, names) if shown else None
@@ -368,6 +386,11 @@ def _final_fields(final: Final) -> Event:
     return event
 
 
+def _debug(event: Event, final: Final) -> None:
+    if final.rendered is not None:
+        event["_debug_info"] = {"rendered_template": final.rendered, "image_count": 0}
+
+
 def ollama_tool_call(call: ParsedToolCall) -> Event:
     """A parsed call in /api/chat's shape (arguments as a JSON object)."""
     return {
@@ -390,6 +413,7 @@ async def generate_events(
             event.update(_final_fields(piece.final))
             if piece.final.context is not None:
                 event["context"] = piece.final.context
+            _debug(event, piece.final)
         yield event
 
 
@@ -406,6 +430,7 @@ async def chat_events(service: InferenceService, req: ChatRequest) -> AsyncGener
             event["done"] = False
         else:
             event.update(_final_fields(piece.final))
+            _debug(event, piece.final)
         yield event
 
 

@@ -190,6 +190,11 @@ class _Request(BaseModel):
         None, description="Drop old context when the prompt is too long."
     )
     shift: StrictBool | None = Field(None, description="Slide the window when generation fills it.")
+    debug_render_only: StrictBool = Field(
+        False,
+        alias="_debug_render_only",
+        description="Return the rendered prompt in _debug_info instead of generating.",
+    )
     think: bool | str | None = Field(None, description="Thinking (only for thinking models).")
 
     @field_validator("keep_alive", mode="before")

@@ -1,0 +1,41 @@
+"""Test models made through the store from the default model's weights, with other templates."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.defaults import DEFAULT_PARAMS
+from models.manifest import MEDIA_MODEL
+from tests.api.templates import BARE_TOOLS_TEMPLATE, THINKING_TEMPLATE, TOOLS_TEMPLATE
+from tests.conftest import DEFAULT_MODEL, LiveServer
+
+TOOLS_MODEL = "smollm2-tools:latest"
+BARE_TOOLS_MODEL = "smollm2-bare-tools:latest"
+THINKING_MODEL = "smollm2-thinking:latest"
+
+
+def _create(live: LiveServer, name: str, template: str) -> str:
+    base = live.store.resolve(DEFAULT_MODEL)
+    digest = base.manifest.layers_of(MEDIA_MODEL)[0].digest
+    live.store.create_model(
+        name, model_blob=digest, template=template, params=DEFAULT_PARAMS, config=base.config
+    )
+    return name
+
+
+@pytest.fixture(scope="session")
+def tools_model(live: LiveServer) -> str:
+    """ChatML with qwen2.5-style tools: <tool_call>{"name": ..., "arguments": ...}</tool_call>."""
+    return _create(live, TOOLS_MODEL, TOOLS_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def bare_tools_model(live: LiveServer) -> str:
+    """Tool calls written as a bare JSON object (no tag in the template)."""
+    return _create(live, BARE_TOOLS_MODEL, BARE_TOOLS_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def thinking_model(live: LiveServer) -> str:
+    """A template that opens a <think> block when thinking is on."""
+    return _create(live, THINKING_MODEL, THINKING_TEMPLATE)
