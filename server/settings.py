@@ -97,7 +97,7 @@ class EngineSettings(BaseSettings):
         validation_alias=_env("MAX_QUEUE"),
         description="Requests allowed to wait for a slot; beyond it requests get 503.",
     )
-    context_length: Annotated[int, Field(ge=256, le=1_048_576)] = Field(
+    context_length: Annotated[int, Field(ge=32, le=1_048_576)] = Field(
         4096,
         validation_alias=_env("CONTEXT_LENGTH"),
         description="Default context window (num_ctx) per sequence.",

@@ -261,9 +261,7 @@ class Runner:
     def _reap_cancelled(self) -> None:
         for slot in self._slots:
             if slot.req is not None and slot.req.cancelled:
-                self.counters.requests_finished["cancelled"] = (
-                    self.counters.requests_finished.get("cancelled", 0) + 1
-                )
+                self._count("cancelled")
                 slot.release()
 
     def _admit(self, req: EngineRequest) -> None:
@@ -324,16 +322,21 @@ class Runner:
             if slot.req is None or slot.chain is None:
                 continue
             token = slot.chain.sample(self._ctx, idx)
+            emitted = len(slot.output)
             reason = slot.on_token(self.model, token)
+            self.counters.tokens_generated += len(slot.output) - emitted
             if reason is not None:
                 self._finish(slot, reason)
             elif slot.req.cancelled:
+                self._count("cancelled")
                 slot.release()
-            else:
-                self.counters.tokens_generated += 1
+
+    def _count(self, outcome: str) -> None:
+        finished = self.counters.requests_finished
+        finished[outcome] = finished.get(outcome, 0) + 1
 
     def _finish(self, slot: Slot, reason: str) -> None:
-        self.counters.requests_finished[reason] = self.counters.requests_finished.get(reason, 0) + 1
+        self._count(reason)
         shifted = slot.shifts > 0
         req, final = slot.finish(reason)  # type: ignore[arg-type]
         if shifted and self._ctx is not None:

@@ -90,11 +90,6 @@ def test_generations_are_counted(client: httpx.Client) -> None:
     assert got == pytest.approx(sum(speeds), rel=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.py counts no token on the step that finishes a request (num_predict or a stop "
-    "string), so tokens_generated lags eval_count by one per such request (reported)",
-)
 def test_tokens_generated_matches_eval_count(client: httpx.Client) -> None:
     before = scrape(client)
     finals = [generate(client, "Name an animal.", n=3), generate(client, "Name a city.", n=3)]
