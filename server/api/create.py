@@ -135,6 +135,8 @@ def plan_create(store: ModelStore, body: CreateRequest) -> CreatePlan:
             raise InvalidRequest("message role must be system, user or assistant")
         messages = [{"role": m.role, "content": m.content} for m in body.messages]
     adapters = tuple(d for _, d in _blobs(store, body.adapters or {}))
+    for digest in adapters:
+        _header(store, digest)  # llama.cpp will load it: the bounded reader sees it first
     base, projector = None, None
     if body.from_:
         try:

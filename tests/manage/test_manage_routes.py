@@ -12,7 +12,7 @@ import ollama
 import pytest
 
 from models.defaults import DEFAULT_PARAMS
-from models.manifest import MEDIA_MODEL, MEDIA_SYSTEM
+from models.manifest import MEDIA_ADAPTER, MEDIA_MODEL, MEDIA_SYSTEM
 from server.engine.llama_backend import LlamaModel
 from server.engine.scheduler import model_key
 from tests.conftest import DEFAULT_MODEL, LiveServer
@@ -380,3 +380,19 @@ def test_gguf_with_tensor_data_past_the_end_is_400(server: LiveServer, tiny_gguf
         assert response.status_code == 400
         assert response.json()["error"].startswith("invalid GGUF file")
     assert not server.store.exists("past-eof")
+
+
+def test_adapters_must_be_valid_gguf_blobs(server: LiveServer, tiny_gguf: bytes) -> None:
+    with server.client() as client:
+        bogus = _upload(client, b"GGUF\x03\x00\x00\x00not really")
+        good = _upload(client, tiny_gguf)
+    response = _create(
+        server, {"model": "lora", "from": DEFAULT_MODEL, "adapters": {"a.gguf": bogus}}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("invalid GGUF file")
+    response = _create(
+        server, {"model": "lora", "from": DEFAULT_MODEL, "adapters": {"a.gguf": good}}
+    )
+    assert response.json() == {"status": "success"}
+    assert [x.digest for x in server.store.read_manifest("lora").layers_of(MEDIA_ADAPTER)] == [good]
