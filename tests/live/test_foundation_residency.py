@@ -240,7 +240,9 @@ def test_a_busy_model_is_not_evicted(tmp_path: Path) -> None:
 
 
 # -- clients that go away ---------------------------------------------------------------------
-ENDLESS = {"temperature": 0, "num_predict": 100_000}  # capped at 10 x num_ctx: minutes of work
+# Counting on from a raw "1, 2, ..., 8," never emits EOS; num_predict is capped at 10 x num_ctx,
+# which is many minutes of work here: only a cancelled generation lets the next one in.
+ENDLESS = {"temperature": 0, "num_predict": 100_000}
 
 
 def _runner(srv: LiveServer) -> Any:
@@ -250,7 +252,7 @@ def _runner(srv: LiveServer) -> Any:
 
 
 def _abandon_stream(srv: LiveServer) -> None:
-    body = {"model": DEFAULT_MODEL, "prompt": "Tell me a long story.", "options": ENDLESS}
+    body = {"model": DEFAULT_MODEL, "prompt": COUNTING, "raw": True, "options": ENDLESS}
     with srv.client() as c, c.stream("POST", "/api/generate", json=body) as r:
         lines = r.iter_lines()
         assert json.loads(next(lines))["done"] is False
@@ -268,7 +270,7 @@ def test_disconnect_mid_stream_frees_the_slot(srv: LiveServer) -> None:
 
 def test_disconnect_while_waiting_for_a_non_streamed_answer(srv: LiveServer) -> None:
     _gen(srv, prompt="")
-    body = {"model": DEFAULT_MODEL, "prompt": "Tell me a long story.", "options": ENDLESS}
+    body = {"model": DEFAULT_MODEL, "prompt": COUNTING, "raw": True, "options": ENDLESS}
     timeout = httpx.Timeout(60, read=3)
     with (
         httpx.Client(base_url=srv.url, timeout=timeout) as c,
