@@ -67,6 +67,15 @@ def _ensure_loaded(live: LiveServer) -> None:
     _post_json(live, "/api/generate", {"model": DEFAULT_MODEL, "prompt": ""})
 
 
+def test_root_and_version(live: LiveServer) -> None:
+    with live.client() as c:
+        root = c.get("/")
+        assert root.status_code == 200 and root.text == "Ollama is running"
+        assert c.head("/").status_code == 200
+        version = c.get("/api/version").json()["version"]
+    assert re.match(r"^\d+\.\d+\.\d+", version)
+
+
 # -- /api/tags, /api/show, /api/ps --------------------------------------------------------------
 def test_tags_lists_the_default_model_with_ollama_fields(live: LiveServer) -> None:
     with live.client() as c:

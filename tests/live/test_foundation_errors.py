@@ -61,6 +61,7 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         host=f"127.0.0.1:{port}",
         models=tmp_path_factory.mktemp("empty-store"),
         embed_default_model=False,
+        origins="https://app.example.com, https://*.trusted.dev",
     )
     app = create_app(settings)
     # Ahead of the real /api/generate route, so the official client can be pointed at it.
@@ -194,3 +195,23 @@ def test_no_default_model_when_embedding_is_off(failing: str) -> None:
         r = c.post("/api/chat", json={"model": DEFAULT_MODEL, "messages": []})
     assert r.status_code == 404
     assert r.json()["error"] == f"model '{DEFAULT_MODEL}' not found"
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://app.example.com", True),  # OLLAMA_ORIGINS
+        ("https://ui.trusted.dev", True),  # OLLAMA_ORIGINS wildcard
+        ("http://localhost:3000", True),  # Ollama's built-in origins
+        ("http://127.0.0.1:8080", True),
+        ("https://evil.example", False),
+        ("https://app.example.com.evil.example", False),
+    ],
+)
+def test_cors_allows_ollama_origins(failing: str, origin: str, *, allowed: bool) -> None:
+    headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    with httpx.Client(base_url=failing, timeout=60) as c:
+        preflight = c.options("/api/tags", headers=headers)
+        simple = c.get("/api/tags", headers={"Origin": origin})
+    for r in (preflight, simple):
+        assert (r.headers.get("access-control-allow-origin") == origin) is allowed
