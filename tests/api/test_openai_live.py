@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import DEFAULT_MODEL, LiveServer
 
-HELLO = [{"role": "user", "content": "Say hello."}]
+HELLO: list[Any] = [{"role": "user", "content": "Say hello."}]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_text_parts_are_the_same_message(client: openai.OpenAI) -> None:
 
 def test_sampling_defaults_are_openai_s(client: openai.OpenAI) -> None:
     """Unset temperature/top_p mean 1.0 (as Ollama's OpenAI layer), not the native 0.8/0.9."""
-    messages = [{"role": "user", "content": "Write a short poem about rain."}]
+    messages: list[Any] = [{"role": "user", "content": "Write a short poem about rain."}]
 
     def sample(**kwargs: Any) -> str:
         r = client.chat.completions.create(
@@ -111,7 +111,7 @@ def test_llama_options_as_extra_body(live: LiveServer, client: openai.OpenAI) ->
 
 
 def test_stop_and_max_tokens(client: openai.OpenAI) -> None:
-    messages = [{"role": "user", "content": "Name three fruits."}]
+    messages: list[Any] = [{"role": "user", "content": "Name three fruits."}]
     free = client.chat.completions.create(
         model=DEFAULT_MODEL, messages=messages, max_tokens=12, temperature=0
     )
