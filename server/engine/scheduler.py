@@ -108,6 +108,11 @@ class Scheduler:
         t0 = time.perf_counter()
         loaded = self._loaded.get(key)
         loaded_now = False
+        if loaded is not None and not loaded.runner.alive and loaded.leases == 0:
+            # The engine thread died (it logged why): replace it rather than fail for ever.
+            logger.error("engine for %s is not running; reloading it", loaded.name)
+            await self._unload(loaded)
+            loaded = None
         if loaded is None or loaded.load != load or loaded.digest != digest:
             self._loading_waiters += 1
             try:

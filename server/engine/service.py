@@ -156,6 +156,13 @@ class InferenceService:
     def _fit(
         self, tokens: list[int], runner: Runner, params: GenerationParams, dropped: int
     ) -> PreparedPrompt:
+        if not tokens:
+            raise InvalidRequest("the prompt is empty after templating")
+        assert runner.model is not None
+        n_vocab = runner.model.n_vocab
+        if any(t < 0 or t >= n_vocab for t in tokens):
+            # e.g. a client-supplied ``context``: llama.cpp must never see an invalid id.
+            raise InvalidRequest(f"token ids must be between 0 and {n_vocab - 1}")
         n_ctx = runner.n_ctx_slot
         if len(tokens) < n_ctx:
             return PreparedPrompt(tokens, 0, dropped)
