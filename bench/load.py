@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+NOISY = 0.05  # other processes' CPU share above which a measurement is not trustworthy
+
 
 def _machine_jiffies() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot."""

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from bench.load import NOISY
 from bench.workloads import EMBED_PENDING, ChatStats, LongStats, StreamStats
 
 OURS = "quantserve"
 PEERS = ("llama-server", "llama_cpp.server")
-NOISY = 0.05  # other processes' CPU share above which a measurement is not trustworthy
 
 
 @dataclass

@@ -58,8 +58,11 @@ class Corpus:
                 break
         return f"Section {index}. " + " ".join(out)
 
-    def history(self, start: int, tokens: int) -> list[Message]:
-        """Alternating user/assistant turns totalling at least ``tokens`` content tokens."""
+    def history(self, start: int, tokens: int, tag: str = "") -> list[Message]:
+        """Alternating user/assistant turns totalling at least ``tokens`` content tokens.
+
+        ``tag`` opens the first turn, so two histories with different tags share no prefix.
+        """
         turns: list[Message] = []
         total = 0
         i = start
@@ -67,6 +70,8 @@ class Corpus:
             role = "user" if len(turns) % 2 == 0 else "assistant"
             body = self.paragraphs[i % len(self.paragraphs)]
             content = f"Explain this clause: {body}" if role == "user" else body
+            if not turns:
+                content = f"Conversation {tag}. {content}"
             turns.append(Message(role, content))
             total += self.count(content)
             i += 1

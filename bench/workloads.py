@@ -95,14 +95,20 @@ async def concurrent_streams(
     clients: int,
     rounds: int,
     max_tokens: int,
+    offset: int = 0,
 ) -> StreamStats:
-    """``rounds`` bursts of ``clients`` simultaneous streams of ``max_tokens`` tokens."""
+    """``rounds`` bursts of ``clients`` simultaneous streams of ``max_tokens`` tokens.
+
+    ``offset`` picks a different, uncached set of prompts (for a rerun).
+    """
     results: list[StreamResult] = []
     total_tokens = 0
     total_wall = 0.0
     for r in range(rounds):
         requests = [
-            driver.completion(corpus.prompt(100 * clients + r * clients + i), max_tokens)
+            driver.completion(
+                corpus.prompt(1000 * offset + 100 * clients + r * clients + i), max_tokens
+            )
             for i in range(clients)
         ]
         burst = await asyncio.gather(*(driver.stream(client, p, b) for p, b in requests))
@@ -135,14 +141,18 @@ async def chat_cache(
     history_tokens: int,
     rounds: int,
     max_tokens: int = 32,
+    offset: int = 0,
 ) -> ChatStats:
-    """Cold: a long history plus a question. Warm: the same history, the answer, a new question."""
+    """Cold: a long history plus a question. Warm: the same history, the answer, a new question.
+
+    ``offset`` starts every history differently, so a rerun is cold again.
+    """
     colds: list[float] = []
     warms: list[float] = []
     errors: list[str] = []
     prompt_tokens = warm_evaluated = None
     for r in range(rounds):
-        history = corpus.history(start=3 + 17 * r, tokens=history_tokens)
+        history = corpus.history(start=3 + 17 * r, tokens=history_tokens, tag=f"{offset}.{r}")
         first = [*history, Message("user", "Summarise the last clause in one sentence.")]
         cold = await driver.stream(client, *driver.chat(first, max_tokens))
         if cold.error or cold.ttft is None:
@@ -178,10 +188,11 @@ async def long_stream(
     *,
     num_ctx: int,
     windows: int = 3,
+    offset: int = 0,
 ) -> LongStats:
     """One stream of ``windows * num_ctx`` tokens; tokens per second in each window."""
     requested = windows * num_ctx
-    path, body = driver.completion(corpus.prompt(LONG_INDEX, 32), requested)
+    path, body = driver.completion(corpus.prompt(LONG_INDEX + 1000 * offset, 32), requested)
     result = await driver.stream(client, path, body)
     return LongStats(
         num_ctx=num_ctx,
