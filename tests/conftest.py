@@ -77,7 +77,8 @@ def start_server(store_root: Path, **overrides: Any) -> LiveServer:
     options.update(overrides)
     settings = load_settings(**options)
     store = ModelStore(store_root)
-    ensure_default_model(store)
+    if options["embed_default_model"]:
+        ensure_default_model(store)
     app = create_app(settings)
     captured: dict[str, Any] = {}
     inner = app.router.lifespan_context
