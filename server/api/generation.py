@@ -1,49 +1,49 @@
 """/api/generate and /api/chat as typed pieces (shared with the OpenAI routes) and Ollama events.
 
-Every check that can fail happens before the model is loaded, in Ollama's order: the name,
-the model's capabilities (completion, vision, insert, tools, thinking), the options and the
-structured-output format. The grammar is then compiled against the loaded vocabulary before
-the request reaches the engine, so a bad grammar is a 400, never an error mid-stream.
+Every check that can fail happens before the model is loaded (``preflight``), in Ollama's
+order: the name, the model's capabilities (completion, vision, insert, tools, thinking), the
+options and the structured-output format. The grammar is then compiled against the loaded
+vocabulary before the request reaches the engine, so a bad grammar is a 400, never an error
+mid-stream. Output is split into content, thinking (``<think>``) and tool calls as it streams.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 from models.local import LocalModel
 from server.api.ollama_types import (
     ChatRequest,
     GenerateRequest,
-    ToolChoice,
-    generation_params,
-    merge_options,
     now_rfc3339,
 )
-from server.api.routes.models import capabilities, read_header
-from server.engine.llama_backend import BackendError, SamplerChain, SamplerConfig
+from server.api.preflight import (
+    Think,
+    check_grammar,
+    model_info,
+    options_and_params,
+    require,
+    think_mode,
+    tool_choice_mode,
+)
 from server.engine.params import Chunk, GenerationParams, Stats
 from server.engine.runner import Runner
 from server.engine.scheduler import Lease
 from server.engine.service import InferenceService, PreparedPrompt
-from server.engine.structured import InvalidFormat, grammar_for_format
+from server.engine.structured import InvalidFormat
 from server.engine.templates import (
     ChatMessage,
     GoChatTemplate,
     RenderInput,
     TemplateRenderError,
-    load_template,
 )
 from server.engine.thinking import OPEN as THINK_OPEN
 from server.engine.thinking import ThinkingParser
-from server.engine.tools import ParsedToolCall, ToolCallParser, forced_call_grammar, tool_call_tag
-from server.errors import CapabilityMissing, InvalidRequest, ServerError
+from server.engine.tools import ParsedToolCall, ToolCallParser, forced_call_grammar
+from server.errors import InvalidRequest, ServerError
 
 Event = dict[str, Any]
 THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
@@ -70,92 +70,6 @@ class Piece:
     thinking: str = ""
     tool_calls: tuple[ParsedToolCall, ...] = ()
     final: Final | None = None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model can do, known before it is loaded."""
-
-    capabilities: frozenset[str]
-    tool_tag: str
-
-
-@dataclass(frozen=True)
-class _Think:
-    render: bool | None  # what the template sees (None: the request did not say)
-    parse: bool  # split <think>…</think> out of the output
-
-
-# -- checks before loading -----------------------------------------------------------------------
-async def model_info(local: LocalModel) -> ModelInfo:
-    """Capabilities (from the GGUF header and template) and the template's tool-call prefix."""
-    header = await asyncio.to_thread(read_header, local.model_path)
-    caps = frozenset(capabilities(local, header))
-    tag = _tag(local.template, header.chat_template) if "tools" in caps else ""
-    return ModelInfo(caps, tag)
-
-
-@lru_cache(maxsize=64)
-def _tag(layer: str | None, gguf: str | None) -> str:
-    try:
-        return tool_call_tag(load_template(layer, gguf, bos="", eos=""))
-    except TemplateRenderError:
-        return "{"
-
-
-def _require(local: LocalModel, info: ModelInfo, capability: str, what: str) -> None:
-    if capability not in info.capabilities:
-        # Ollama's wording: quoted for chat/generate/thinking, bare for the others.
-        quoted = what in ("chat", "generate", "thinking")
-        name = f'"{local.name.display}"' if quoted else local.name.display
-        raise CapabilityMissing(f"{name} does not support {what}")
-
-
-def _think(local: LocalModel, info: ModelInfo, *, value: bool | str | None) -> _Think:
-    if isinstance(value, str) and value not in THINK_LEVELS:
-        raise InvalidRequest(f"invalid think value {value!r}: use true, false or low/medium/high")
-    capable = "thinking" in info.capabilities
-    if value is None or value is False:
-        # Thinking models think unless told not to (Ollama's default).
-        return _Think(value, parse=capable and value is None)
-    _require(local, info, "thinking", "thinking")
-    return _Think(True, parse=True)
-
-
-def _params(
-    local: LocalModel, req: GenerateRequest | ChatRequest
-) -> tuple[dict[str, Any], GenerationParams]:
-    opts = merge_options(local.params, req.options)
-    try:
-        grammar = grammar_for_format(req.format)
-    except InvalidFormat as exc:
-        raise InvalidRequest(str(exc)) from None
-    return opts, generation_params(opts, truncate=req.truncate, shift=req.shift, grammar=grammar)
-
-
-_VERIFIED: OrderedDict[str, None] = OrderedDict()
-
-
-async def check_grammar(runner: Runner, gbnf: str | None) -> None:
-    """Compile the grammar against the model's vocabulary now (400 when llama.cpp refuses it)."""
-    if gbnf is None:
-        return
-    key = hashlib.sha256(gbnf.encode()).hexdigest()
-    if key in _VERIFIED:
-        return
-    model = runner.model
-    assert model is not None
-
-    def compile_grammar() -> None:
-        SamplerChain(model, SamplerConfig(grammar=gbnf)).close()
-
-    try:
-        await asyncio.to_thread(compile_grammar)
-    except BackendError:
-        raise InvalidRequest("llama.cpp rejected the grammar built from this format") from None
-    _VERIFIED[key] = None
-    while len(_VERIFIED) > 256:
-        _VERIFIED.popitem(last=False)
 
 
 def _final(chunk: Chunk, lease: Lease, started_ns: int, reason: str | None = None) -> Final:
@@ -188,13 +102,13 @@ async def generate_pieces(
         raise InvalidRequest("raw mode does not support template, system, or context")
     local = service.resolve(req.model)
     info = await model_info(local)
-    _require(local, info, "completion", "generate")
+    require(local, info, "completion", "generate")
     if req.images:
-        _require(local, info, "vision", "vision")
+        require(local, info, "vision", "vision")
     if req.suffix:
-        _require(local, info, "insert", "insert")
-    think = _think(local, info, value=req.think)
-    opts, params = _params(local, req)
+        require(local, info, "insert", "insert")
+    think = think_mode(local, info, value=req.think)
+    opts, params = options_and_params(local, req)
     keep_alive = req.keep_alive_seconds(service.defaults.keep_alive)
     async with service.lease(local, service.load_params(opts), keep_alive) as lease:
         if not req.prompt and not req.suffix:
@@ -222,7 +136,7 @@ def _generate_prompt(
     local: LocalModel,
     runner: Runner,
     req: GenerateRequest,
-    think: _Think,
+    think: Think,
 ) -> tuple[str, list[int]]:
     """The prompt text and its tokens (after any ``context`` tokens)."""
     if req.raw:
@@ -258,21 +172,6 @@ def chat_messages(local: LocalModel, req: ChatRequest) -> list[ChatMessage]:
     return msgs
 
 
-def _tool_choice(req: ChatRequest, tools: list[dict[str, Any]]) -> str | None:
-    """ "auto", "none", "required", or the name of the function that must be called."""
-    choice = req.tool_choice
-    name = choice.function.name if isinstance(choice, ToolChoice) else None
-    if choice in (None, "auto", "none"):
-        return choice or "auto"
-    if not tools:
-        raise InvalidRequest("tool_choice requires tools")
-    if name is not None and name not in {t["function"]["name"] for t in tools}:
-        raise InvalidRequest(f"tool_choice names a function that is not in tools: {name!r}")
-    if req.format is not None:
-        raise InvalidRequest("a format cannot be combined with a forced tool_choice")
-    return name or "required"
-
-
 async def chat_pieces(service: InferenceService, req: ChatRequest) -> AsyncGenerator[Piece, None]:
     """POST /api/chat (and /v1/chat/completions) as typed pieces."""
     started = time.perf_counter_ns()
@@ -280,15 +179,15 @@ async def chat_pieces(service: InferenceService, req: ChatRequest) -> AsyncGener
         raise InvalidRequest("model is required")
     local = service.resolve(req.model)
     info = await model_info(local)
-    _require(local, info, "completion", "chat")
+    require(local, info, "completion", "chat")
     if any(m.images for m in req.messages):
-        _require(local, info, "vision", "vision")
+        require(local, info, "vision", "vision")
     tools = [t.model_dump(exclude_none=True) for t in req.tools or ()]
     if tools:
-        _require(local, info, "tools", "tools")
-    choice = _tool_choice(req, tools)
-    think = _think(local, info, value=req.think)
-    opts, params = _params(local, req)
+        require(local, info, "tools", "tools")
+    choice = tool_choice_mode(req, tools)
+    think = think_mode(local, info, value=req.think)
+    opts, params = options_and_params(local, req)
     if choice not in ("auto", "none"):
         name = None if choice == "required" else choice
         try:
@@ -327,7 +226,7 @@ async def chat_pieces(service: InferenceService, req: ChatRequest) -> AsyncGener
 
 
 # -- streaming -----------------------------------------------------------------------------------
-def _thinker(runner: Runner, prompt: list[int], think: _Think) -> ThinkingParser | None:
+def _thinker(runner: Runner, prompt: list[int], think: Think) -> ThinkingParser | None:
     if not think.parse:
         return None
     model = runner.model

@@ -125,6 +125,21 @@ def test_stop_and_max_tokens(client: openai.OpenAI) -> None:
     assert stopped.choices[0].message.content == text[: text.index(stop)]
 
 
+def test_penalties_change_greedy_output(client: openai.OpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "Write the letter a twenty times: a a a a"}]
+
+    def greedy(**kwargs: Any) -> str:
+        r = client.chat.completions.create(
+            model=DEFAULT_MODEL, messages=messages, max_tokens=20, temperature=0, **kwargs
+        )
+        return r.choices[0].message.content or ""
+
+    plain = greedy()
+    assert plain == greedy(frequency_penalty=0.0, presence_penalty=0.0)
+    assert greedy(frequency_penalty=2.0) != plain
+    assert greedy(presence_penalty=2.0) != plain
+
+
 def test_completions(client: openai.OpenAI) -> None:
     r = client.completions.create(model=DEFAULT_MODEL, prompt="The sky is", max_tokens=4)
     assert re.fullmatch(r"cmpl-\d{1,3}", r.id) and r.object == "text_completion"
@@ -171,6 +186,15 @@ def test_embeddings_float_and_base64(client: openai.OpenAI, embed_model: str) ->
     assert len(short.data[0].embedding) == 32
 
 
+def test_embedding_errors(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-model", input="x")
+    with pytest.raises(openai.BadRequestError, match="must not be empty"):
+        client.embeddings.create(model=DEFAULT_MODEL, input=[])
+    with pytest.raises(openai.BadRequestError, match="does not support embeddings"):
+        client.embeddings.create(model=DEFAULT_MODEL, input="x")
+
+
 def test_unknown_model_is_openai_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="no-such-model", messages=HELLO)
@@ -190,6 +214,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"temperature": float("inf")}, "temperature"),
     ({"temperature": 3}, "temperature"),
     ({"max_tokens": -1}, "max_tokens"),
+    ({"presence_penalty": 2.5}, "presence_penalty"),
+    ({"frequency_penalty": -3}, "frequency_penalty"),
+    ({"stop": [1]}, "stop"),
+    ({"seed": "x"}, "seed"),
     ({"n": 2}, "n"),
     ({"num_ctx": "big"}, "num_ctx"),
     (
