@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from models.defaults import DEFAULT_PARAMS
@@ -23,19 +25,30 @@ def _create(live: LiveServer, name: str, template: str) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
-def tools_model(live: LiveServer) -> str:
+def _unload(live: LiveServer, name: str) -> None:
+    """Leave the shared server as it was: unload the test model if it is loaded."""
+    loaded = {m.name for m in live.scheduler().loaded()}
+    if name in loaded or name.removesuffix(":latest") in loaded:
+        with live.client() as http:
+            http.post("/api/generate", json={"model": name, "keep_alive": 0})
+
+
+@pytest.fixture(scope="module")
+def tools_model(live: LiveServer) -> Iterator[str]:
     """ChatML with qwen2.5-style tools: <tool_call>{"name": ..., "arguments": ...}</tool_call>."""
-    return _create(live, TOOLS_MODEL, TOOLS_TEMPLATE)
+    yield _create(live, TOOLS_MODEL, TOOLS_TEMPLATE)
+    _unload(live, TOOLS_MODEL)
 
 
-@pytest.fixture(scope="session")
-def bare_tools_model(live: LiveServer) -> str:
+@pytest.fixture(scope="module")
+def bare_tools_model(live: LiveServer) -> Iterator[str]:
     """Tool calls written as a bare JSON object (no tag in the template)."""
-    return _create(live, BARE_TOOLS_MODEL, BARE_TOOLS_TEMPLATE)
+    yield _create(live, BARE_TOOLS_MODEL, BARE_TOOLS_TEMPLATE)
+    _unload(live, BARE_TOOLS_MODEL)
 
 
-@pytest.fixture(scope="session")
-def thinking_model(live: LiveServer) -> str:
+@pytest.fixture(scope="module")
+def thinking_model(live: LiveServer) -> Iterator[str]:
     """A template that opens a <think> block when thinking is on."""
-    return _create(live, THINKING_MODEL, THINKING_TEMPLATE)
+    yield _create(live, THINKING_MODEL, THINKING_TEMPLATE)
+    _unload(live, THINKING_MODEL)

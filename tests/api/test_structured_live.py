@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jsonschema
 import ollama
 import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from tests.conftest import DEFAULT_MODEL, LiveServer
 
@@ -127,6 +128,25 @@ def test_ollama_generate_streamed_and_openai_not(live: LiveServer, oai: openai.O
     )
     assert r.choices[0].finish_reason == "stop"
     assert _valid(r.choices[0].message.content or "", SMALL)["n"] in (3, 4, 5)
+
+
+class Pet(BaseModel):
+    name: str = Field(max_length=10)
+    age: int = Field(ge=0, le=30)
+    kind: Literal["cat", "dog"]
+
+
+def test_openai_parse_with_a_pydantic_model(oai: openai.OpenAI) -> None:
+    """The client's own schema (strict, titles, additionalProperties false) is enforced."""
+    r = oai.chat.completions.parse(
+        model=DEFAULT_MODEL,
+        messages=[{"role": "user", "content": "Describe a pet that is 500 years old."}],
+        response_format=Pet,
+        max_tokens=64,
+        seed=4,
+    )
+    pet = r.choices[0].message.parsed
+    assert isinstance(pet, Pet) and 0 <= pet.age <= 30
 
 
 def test_format_json(live: LiveServer, oai: openai.OpenAI) -> None:
