@@ -14,12 +14,12 @@ from tests.conftest import DEFAULT_MODEL, LiveServer
 PROMPTS = [
     "1, 2, 3, 4, 5, 6, 7, 8,",
     "100, 99, 98, 97, 96, 95, 94,",
-    "A B C D E F G H I",
+    "1000, 2000, 3000, 4000, 5000,",
     "2, 4, 6, 8, 10, 12, 14, 16,",
-    "Monday, Tuesday, Wednesday, Thursday,",
-    "January, February, March, April, May,",
+    "10, 20, 30, 40, 50, 60, 70,",
+    "a, b, c, d, e, f, g, h,",
     "5, 10, 15, 20, 25, 30, 35,",
-    "z y x w v u t s r",
+    "50, 49, 48, 47, 46, 45, 44,",
 ]
 GREEDY = {"temperature": 0, "num_predict": 24}
 
