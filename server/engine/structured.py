@@ -23,15 +23,20 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from jsonschema import SchemaError, validators  # type: ignore[import-untyped]
-from jsonschema.validators import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import SchemaError, validators
+from jsonschema.validators import Draft202012Validator
 
 from server.engine.llama_backend import JSON_GBNF, json_schema_to_gbnf
-from server.engine.sampling import InvalidFormat
 
 __all__ = ["InvalidFormat", "grammar_for_format", "grammar_for_schema", "int_range_rule"]
 
 MAX_SCHEMA_BYTES = 256 * 1024
+
+
+class InvalidFormat(ValueError):
+    """The format is neither "json" nor a JSON schema we can enforce with a grammar."""
+
+
 MAX_DIGITS = 16  # the converter's own integers have at most 16 digits
 _INT_LIMIT = 10**MAX_DIGITS - 1
 

@@ -18,8 +18,7 @@ from typing import Any
 
 from server.engine import gotemplate
 from server.engine.gotemplate_ast import Chain, Field, If, Node, Pipe, Range, Text, Variable, With
-from server.engine.sampling import InvalidFormat
-from server.engine.structured import grammar_for_schema
+from server.engine.structured import InvalidFormat, grammar_for_schema
 from server.engine.templates import ChatTemplate
 
 __all__ = ["ParsedToolCall", "ToolCallParser", "forced_call_grammar", "tool_call_tag"]
