@@ -12,10 +12,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Reinstall whenever the dependency pins change. llama-cpp-python builds from source
-# the first time (about 6 minutes on 2 cores); pip caches the wheel afterwards.
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+# Reinstall whenever the pins change (constraints.txt pins every transitive package).
+# llama-cpp-python builds from source the first time (about 6 minutes on 2 cores); pip caches the wheel afterwards.
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,11 +33,12 @@ format: install
 	$(VENV)/bin/ruff check --fix server models clients tests bench
 
 # The observability tests scrape a real Prometheus (Debian's package); install it if missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 prometheus:
 	@command -v prometheus >/dev/null || { \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y --no-install-recommends prometheus \
-	  || { apt-get update && apt-get install -y --no-install-recommends prometheus; }; }
+	  $(SUDO) apt-get install -y --no-install-recommends prometheus \
+	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }; }
 
 test: check prometheus
 	$(PY) -m pytest
