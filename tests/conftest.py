@@ -134,8 +134,8 @@ EMBED_MODEL = "smollm2-embed:latest"
 @pytest.fixture(scope="session")
 def embed_model(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The default model's weights with mean pooling: an embedding model in the live store."""
+    from bench.gguf_variants import copy_with_metadata
     from models.defaults import import_gguf
-    from tests.gguf_variants import copy_with_metadata
 
     path = copy_with_metadata(tmp_path_factory.mktemp("embed") / "embed.gguf", {"pooling_type": 1})
     import_gguf(live.store, path, EMBED_MODEL)
