@@ -1,13 +1,10 @@
 """`AsyncClient`: the Ollama API over httpx.
 
-Sync without a twin: `_requests` builds every call (method, path, typed body) as an `ApiCall` and
-declares each method's optional parameters once, as TypedDicts (``**params: Unpack[...]``);
-`_base.BaseClient` holds the configuration and decodes every response. All of that is pure, so
-`AsyncClient` here and `Client` in `_sync_client` only send requests and read bodies, as httpx's own
-`Client`/`AsyncClient` do. We chose this over running `AsyncClient` on a private event-loop thread
-for `Client`: there is no background thread or second loop to start, stop and leak, a sync stream
-is a plain httpx stream, and `Client` can be called from any thread, including one that runs an
-event loop."""
+`_requests` builds every call (method, path, typed body) as an `ApiCall` and declares each method's
+optional parameters once, as TypedDicts (``**params: Unpack[...]``); `_base.BaseClient` holds the
+configuration and decodes every response. This class only sends requests and reads bodies. The
+synchronous `Client` (`_sync_client`) is not a second implementation: it runs this class on a
+private event-loop thread."""
 
 from __future__ import annotations
 

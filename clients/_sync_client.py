@@ -1,60 +1,112 @@
-"""`Client`: the synchronous client, built on the same `_base`/`_requests` builders.
+"""`Client`: `AsyncClient` run on a private event loop, so there is one implementation.
 
-Only the I/O differs from `_client.AsyncClient`; see that module for why `Client` is not a wrapper
-that runs the async client on a private event loop.
+Each `Client` owns one `AsyncClient` and one daemon thread running an asyncio loop (started by the
+first call, stopped by `close()`). A method sends its coroutine to that loop with
+`asyncio.run_coroutine_threadsafe` and waits for the result, so it works from any thread,
+including one that already runs an event loop: nothing ever runs on the caller's loop. A streamed
+result (an async iterator) is handed back as a plain `Iterator` that pulls one item at a time from
+the loop thread; closing it closes the async iterator, which releases the HTTP response.
+
+Typing without restating the API: the methods are descriptors built from `AsyncClient`'s own
+methods, typed with `ParamSpec`. mypy keeps every overload of a function captured by a ParamSpec
+and drops those whose return type does not fit, so `_whole` keeps the ``stream=False`` item
+(``-> R``) and `_streamed` the ``stream: Literal[True]`` item (``-> AsyncIterator[R]`` becomes
+``Iterator[R]``). A call with a plain `bool` for `stream` has no generic mapping (its return type is
+the union) and is not typed on `Client`: pass a literal, or use `AsyncClient`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self, TypeAlias, TypeVar, Unpack, overload
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 import httpx
 
-from . import _requests as calls
-from ._base import (
-    DEFAULT_TIMEOUT,
-    BaseClient,
-    BlobSource,
-    bytes_digest,
-    decode,
-    decode_line,
-    file_digest,
-    iter_file,
-    response_error,
-)
-from ._requests import ApiCall, ChatParams, CreateParams, EmbedParams, GenerateParams, MessageInput
-from ._types import (
-    ChatResponse,
-    DetokenizeResponse,
-    EmbedResponse,
-    GenerateResponse,
-    ListResponse,
-    ProcessResponse,
-    ProgressResponse,
-    ResponseModel,
-    ShowResponse,
-    TokenizeResponse,
-    VersionResponse,
-)
+from ._base import DEFAULT_TIMEOUT
+from ._client import AsyncClient
+from ._types import ResponseModel
 
 __all__ = ["Client"]
 
+P = ParamSpec("P")
+P_stream = ParamSpec("P_stream")
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+R_co = TypeVar("R_co", bound=ResponseModel, covariant=True)
+# Everything a method returns except a stream, so `_sync` never picks a ``stream=True`` overload.
+V = TypeVar("V", bound=ResponseModel | str | bool | None)
 R = TypeVar("R", bound=ResponseModel)
-HeadersArg: TypeAlias = Mapping[str, str] | None
+
+AsyncMethod = Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]
 
 
-class Client(BaseClient):
-    """Synchronous client for an Ollama-compatible server (same API as `AsyncClient`).
+class _Streaming(Protocol[P, R_co, P_stream]):
+    """A sync streamed method: its ``stream=False`` overload, then its ``stream=True`` one."""
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    @overload
+    def __call__(self, *args: P_stream.args, **kwargs: P_stream.kwargs) -> Iterator[R_co]: ...
+
+
+class _SyncMethod(Generic[P, T_co]):
+    """Descriptor: `Client.<name>` is `AsyncClient.<name>` run to completion on the loop thread."""
+
+    def __init__(self, fn: AsyncMethod[..., Any]) -> None:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type[Client]) -> Self: ...
+    @overload
+    def __get__(self, obj: Client, owner: type[Client]) -> Callable[P, T_co]: ...
+    def __get__(self, obj: Client | None, owner: type[Client]) -> Self | Callable[P, T_co]:
+        return self if obj is None else obj._method(self.fn)
+
+
+class _SyncStreamingMethod(_SyncMethod[P, R_co], Generic[P, R_co, P_stream]):
+    """Descriptor for a method with ``stream`` overloads: async iterators become iterators."""
+
+    @overload
+    def __get__(self, obj: None, owner: type[Client]) -> Self: ...
+    @overload
+    def __get__(self, obj: Client, owner: type[Client]) -> _Streaming[P, R_co, P_stream]: ...
+    def __get__(
+        self, obj: Client | None, owner: type[Client]
+    ) -> Self | _Streaming[P, R_co, P_stream]:
+        return self if obj is None else obj._method(self.fn)
+
+
+def _sync(fn: AsyncMethod[P, V]) -> _SyncMethod[P, V]:
+    return _SyncMethod(fn)
+
+
+# Typing views of one overloaded `AsyncClient` method: each keeps the overload its return fits.
+# At run time both are the async function itself, which `_streamed` wraps once.
+def _whole(fn: AsyncMethod[P, R]) -> Callable[P, R]:
+    return cast("Callable[P, R]", fn)
+
+
+def _iterated(fn: AsyncMethod[P, AsyncIterator[R]]) -> Callable[P, Iterator[R]]:
+    return cast("Callable[P, Iterator[R]]", fn)
+
+
+def _streamed(
+    whole: Callable[P, R], streamed: Callable[P_stream, Iterator[R]]
+) -> _SyncStreamingMethod[P, R, P_stream]:
+    return _SyncStreamingMethod(cast("AsyncMethod[..., Any]", whole))
+
+
+class Client:
+    """Synchronous client for an Ollama-compatible server: the `AsyncClient` API without ``await``.
 
     `host` defaults to `OLLAMA_HOST` (then ``127.0.0.1:11434``); `timeout` to 5 s to connect and
-    no read limit. Every method takes per-call `headers` (e.g. ``X-Transaction-Id``). Streamed
-    methods (``stream=True``) return an iterator; the request is sent when iteration starts.
+    no read limit. Every method takes per-call `headers`. Streamed methods (``stream=True``) return
+    an iterator; the request is sent when iteration starts, and `close()` on it ends the response.
+    `transport` may be sync (run in worker threads) or async.
     """
-
-    _http: httpx.Client
 
     def __init__(
         self,
@@ -62,337 +114,233 @@ class Client(BaseClient):
         *,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         follow_redirects: bool = True,
     ) -> None:
-        super().__init__(host, timeout=timeout, headers=headers)
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=self.timeout,
-            headers=self.headers,
+        if isinstance(transport, httpx.BaseTransport):
+            transport = _ThreadedTransport(transport)
+        self._async = AsyncClient(
+            host,
+            timeout=timeout,
+            headers=headers,
             transport=transport,
             follow_redirects=follow_redirects,
         )
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL, parsed as Ollama reads `OLLAMA_HOST`."""
+        return self._async.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The default timeout of every request."""
+        return self._async.timeout
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The headers sent with every request."""
+        return self._async.headers
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
+        """Close open streams and the connection pool, then stop the loop thread."""
+        with self._lock:
+            loop, thread, self._closed = self._loop, self._thread, True
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            _wait(loop, _shutdown(loop, self._async))
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
-        with self._transport_errors():
-            return self._http.send(request)
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=_serve, args=(self._loop,), name="quantserve-client-loop", daemon=True
+                )
+                self._thread.start()
+            return self._loop
 
-    def _call(self, cls: type[R], call: ApiCall, headers: HeadersArg) -> R:
-        return decode(cls, self._send(self._build(call, headers)))
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            loop = self._start()
+        except BaseException:
+            coro.close()  # never scheduled: say so, instead of "was never awaited"
+            raise
+        return _wait(loop, coro)
 
-    def _call_empty(self, call: ApiCall, headers: HeadersArg) -> None:
-        response = self._send(self._build(call, headers))
-        if response.is_error:
-            raise response_error(response)
+    def _method(self, fn: AsyncMethod[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = self._run(fn(self._async, *args, **kwargs))
+            if isinstance(result, AsyncIterator):
+                return _BlockingIterator(self._start(), result)
+            return result
 
-    def _stream(self, cls: type[R], request: httpx.Request) -> Iterator[R]:
-        with self._transport_errors():
-            response = self._http.send(request, stream=True)
-            try:
-                if response.is_error:
-                    response.read()
-                    raise response_error(response)
-                for line in response.iter_lines():
-                    if (chunk := decode_line(cls, line, response)) is not None:
-                        yield chunk
-            finally:
-                response.close()
+        call.__name__ = fn.__name__
+        call.__doc__ = fn.__doc__
+        return call
 
-    def _maybe_stream(
-        self, cls: type[R], call: ApiCall, *, stream: bool, headers: HeadersArg
-    ) -> R | Iterator[R]:
-        if stream:
-            return self._stream(cls, self._build(call, headers))
-        return self._call(cls, call, headers)
+    generate = _streamed(_whole(AsyncClient.generate), _iterated(AsyncClient.generate))
+    chat = _streamed(_whole(AsyncClient.chat), _iterated(AsyncClient.chat))
+    pull = _streamed(_whole(AsyncClient.pull), _iterated(AsyncClient.pull))
+    push = _streamed(_whole(AsyncClient.push), _iterated(AsyncClient.push))
+    create = _streamed(_whole(AsyncClient.create), _iterated(AsyncClient.create))
+    embed = _sync(AsyncClient.embed)
+    show = _sync(AsyncClient.show)
+    ps = _sync(AsyncClient.ps)
+    version = _sync(AsyncClient.version)
+    copy = _sync(AsyncClient.copy)
+    delete = _sync(AsyncClient.delete)
+    stop = _sync(AsyncClient.stop)
+    tokenize = _sync(AsyncClient.tokenize)
+    detokenize = _sync(AsyncClient.detokenize)
+    blob_exists = _sync(AsyncClient.blob_exists)
+    create_blob = _sync(AsyncClient.create_blob)
+    list = _sync(AsyncClient.list)
 
-    @overload
-    def generate(
-        self,
-        model: str,
-        prompt: str | None = None,
-        *,
-        stream: Literal[False] = False,
-        headers: HeadersArg = None,
-        **params: Unpack[GenerateParams],
-    ) -> GenerateResponse: ...
-    @overload
-    def generate(
-        self,
-        model: str,
-        prompt: str | None = None,
-        *,
-        stream: Literal[True],
-        headers: HeadersArg = None,
-        **params: Unpack[GenerateParams],
-    ) -> Iterator[GenerateResponse]: ...
-    @overload
-    def generate(
-        self,
-        model: str,
-        prompt: str | None = None,
-        *,
-        stream: bool,
-        headers: HeadersArg = None,
-        **params: Unpack[GenerateParams],
-    ) -> GenerateResponse | Iterator[GenerateResponse]: ...
-    def generate(
-        self,
-        model: str,
-        prompt: str | None = None,
-        *,
-        stream: bool = False,
-        headers: HeadersArg = None,
-        **params: Unpack[GenerateParams],
-    ) -> GenerateResponse | Iterator[GenerateResponse]:
-        """POST /api/generate: complete `prompt` (NDJSON chunks when `stream`)."""
-        call = calls.generate(model, prompt, stream=stream, params=params)
-        return self._maybe_stream(GenerateResponse, call, stream=stream, headers=headers)
 
-    @overload
-    def chat(
-        self,
-        model: str,
-        messages: Sequence[MessageInput] | None = None,
-        *,
-        stream: Literal[False] = False,
-        headers: HeadersArg = None,
-        **params: Unpack[ChatParams],
-    ) -> ChatResponse: ...
-    @overload
-    def chat(
-        self,
-        model: str,
-        messages: Sequence[MessageInput] | None = None,
-        *,
-        stream: Literal[True],
-        headers: HeadersArg = None,
-        **params: Unpack[ChatParams],
-    ) -> Iterator[ChatResponse]: ...
-    @overload
-    def chat(
-        self,
-        model: str,
-        messages: Sequence[MessageInput] | None = None,
-        *,
-        stream: bool,
-        headers: HeadersArg = None,
-        **params: Unpack[ChatParams],
-    ) -> ChatResponse | Iterator[ChatResponse]: ...
-    def chat(
-        self,
-        model: str,
-        messages: Sequence[MessageInput] | None = None,
-        *,
-        stream: bool = False,
-        headers: HeadersArg = None,
-        **params: Unpack[ChatParams],
-    ) -> ChatResponse | Iterator[ChatResponse]:
-        """POST /api/chat: the assistant's next message (NDJSON chunks when `stream`)."""
-        call = calls.chat(model, messages, stream=stream, params=params)
-        return self._maybe_stream(ChatResponse, call, stream=stream, headers=headers)
+class _BlockingIterator(Iterator[T]):
+    """An async iterator on `loop`, pulled one item at a time from another thread."""
 
-    def embed(
-        self,
-        model: str,
-        input: str | Sequence[str],
-        *,
-        headers: HeadersArg = None,
-        **params: Unpack[EmbedParams],
-    ) -> EmbedResponse:
-        """POST /api/embed: one embedding per input."""
-        return self._call(EmbedResponse, calls.embed(model, input, params=params), headers)
+    def __init__(self, loop: asyncio.AbstractEventLoop, source: AsyncIterator[T]) -> None:
+        self._loop = loop
+        self._source: AsyncIterator[T] | None = source
 
-    def show(
-        self, model: str, *, verbose: bool | None = None, headers: HeadersArg = None
-    ) -> ShowResponse:
-        """POST /api/show: a model's Modelfile, template, parameters and metadata."""
-        return self._call(ShowResponse, calls.show(model, verbose=verbose), headers)
+    def __iter__(self) -> Self:
+        return self
 
-    def ps(self, *, headers: HeadersArg = None) -> ProcessResponse:
-        """GET /api/ps: the models loaded in memory."""
-        return self._call(ProcessResponse, calls.PS, headers)
+    def __next__(self) -> T:
+        if self._source is None:
+            raise StopIteration
+        try:
+            done, item = _wait(self._loop, _anext(self._source))
+        except BaseException:
+            self._source = None  # the async generator has finished (its `finally` ran)
+            raise
+        if done:
+            self._source = None
+            raise StopIteration
+        return item  # type: ignore[return-value]
 
-    def version(self, *, headers: HeadersArg = None) -> VersionResponse:
-        """GET /api/version."""
-        return self._call(VersionResponse, calls.VERSION, headers)
+    def close(self) -> None:
+        """Stop early: close the async iterator on its loop (for a stream, end the response)."""
+        source, self._source = self._source, None
+        if source is not None and not self._loop.is_closed():
+            _wait(self._loop, _aclose(source))
 
-    @overload
-    def pull(
-        self,
-        model: str,
-        *,
-        insecure: bool | None = None,
-        stream: Literal[False] = False,
-        headers: HeadersArg = None,
-    ) -> ProgressResponse: ...
-    @overload
-    def pull(
-        self,
-        model: str,
-        *,
-        insecure: bool | None = None,
-        stream: Literal[True],
-        headers: HeadersArg = None,
-    ) -> Iterator[ProgressResponse]: ...
-    @overload
-    def pull(
-        self, model: str, *, insecure: bool | None = None, stream: bool, headers: HeadersArg = None
-    ) -> ProgressResponse | Iterator[ProgressResponse]: ...
-    def pull(
-        self,
-        model: str,
-        *,
-        insecure: bool | None = None,
-        stream: bool = False,
-        headers: HeadersArg = None,
-    ) -> ProgressResponse | Iterator[ProgressResponse]:
-        """POST /api/pull: download a model from its registry (progress when `stream`)."""
-        call = calls.pull(model, insecure=insecure, stream=stream)
-        return self._maybe_stream(ProgressResponse, call, stream=stream, headers=headers)
+    def __enter__(self) -> Self:
+        return self
 
-    @overload
-    def push(
-        self,
-        model: str,
-        *,
-        insecure: bool | None = None,
-        stream: Literal[False] = False,
-        headers: HeadersArg = None,
-    ) -> ProgressResponse: ...
-    @overload
-    def push(
-        self,
-        model: str,
-        *,
-        insecure: bool | None = None,
-        stream: Literal[True],
-        headers: HeadersArg = None,
-    ) -> Iterator[ProgressResponse]: ...
-    @overload
-    def push(
-        self, model: str, *, insecure: bool | None = None, stream: bool, headers: HeadersArg = None
-    ) -> ProgressResponse | Iterator[ProgressResponse]: ...
-    def push(
-        self,
-        model: str,
-        *,
-        insecure: bool | None = None,
-        stream: bool = False,
-        headers: HeadersArg = None,
-    ) -> ProgressResponse | Iterator[ProgressResponse]:
-        """POST /api/push: upload a model to its registry (progress when `stream`)."""
-        call = calls.push(model, insecure=insecure, stream=stream)
-        return self._maybe_stream(ProgressResponse, call, stream=stream, headers=headers)
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
-    @overload
-    def create(
-        self,
-        model: str,
-        *,
-        stream: Literal[False] = False,
-        headers: HeadersArg = None,
-        **params: Unpack[CreateParams],
-    ) -> ProgressResponse: ...
-    @overload
-    def create(
-        self,
-        model: str,
-        *,
-        stream: Literal[True],
-        headers: HeadersArg = None,
-        **params: Unpack[CreateParams],
-    ) -> Iterator[ProgressResponse]: ...
-    @overload
-    def create(
-        self,
-        model: str,
-        *,
-        stream: bool,
-        headers: HeadersArg = None,
-        **params: Unpack[CreateParams],
-    ) -> ProgressResponse | Iterator[ProgressResponse]: ...
-    def create(
-        self,
-        model: str,
-        *,
-        stream: bool = False,
-        headers: HeadersArg = None,
-        **params: Unpack[CreateParams],
-    ) -> ProgressResponse | Iterator[ProgressResponse]:
-        """POST /api/create: a model from `from_` or uploaded `files` (see `create_blob`)."""
-        call = calls.create(model, stream=stream, params=params)
-        return self._maybe_stream(ProgressResponse, call, stream=stream, headers=headers)
 
-    def copy(self, source: str, destination: str, *, headers: HeadersArg = None) -> None:
-        """POST /api/copy: make `destination` another name for `source`."""
-        self._call_empty(calls.copy(source, destination), headers)
+class _ThreadedTransport(httpx.AsyncBaseTransport):
+    """A sync transport (e.g. `httpx.HTTPTransport`, `MockTransport`) run in worker threads."""
 
-    def delete(self, model: str, *, headers: HeadersArg = None) -> None:
-        """DELETE /api/delete: remove a model (and the blobs nothing else uses)."""
-        self._call_empty(calls.delete(model), headers)
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self._transport = transport
 
-    def stop(self, model: str, *, headers: HeadersArg = None) -> GenerateResponse:
-        """Unload `model` now: an empty generate with ``keep_alive: 0`` (as `ollama stop`)."""
-        return self._call(GenerateResponse, calls.stop(model), headers)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, httpx.SyncByteStream):
+            # An upload streamed from the loop (a blob file): the worker pulls it chunk by chunk.
+            chunks = _BlockingIterator(asyncio.get_running_loop(), aiter(request.stream))
+            request.stream = _SyncBody(chunks)
+        response = await asyncio.to_thread(self._transport.handle_request, request)
+        if isinstance(response.stream, httpx.AsyncByteStream):  # e.g. an in-memory body
+            return response
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_AsyncBody(response.stream),
+            extensions=response.extensions,
+        )
 
-    def tokenize(self, model: str, content: str, *, headers: HeadersArg = None) -> TokenizeResponse:
-        """POST /api/tokenize: the model's token ids for `content`."""
-        return self._call(TokenizeResponse, calls.tokenize(model, content), headers)
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._transport.close)
 
-    def detokenize(
-        self, model: str, tokens: Sequence[int], *, headers: HeadersArg = None
-    ) -> DetokenizeResponse:
-        """POST /api/detokenize: the text of `tokens`."""
-        call = calls.detokenize(model, tokens)
-        return self._call(DetokenizeResponse, call, headers)
 
-    def blob_exists(self, digest: str, *, headers: HeadersArg = None) -> bool:
-        """HEAD /api/blobs/{digest}: whether the server holds the blob (``sha256:<hex>``)."""
-        response = self._send(self._build(calls.blob("HEAD", digest), headers))
-        if response.status_code == httpx.codes.NOT_FOUND:
-            return False
-        if response.is_error:
-            raise response_error(response)
-        return True
+class _SyncBody(httpx.SyncByteStream):
+    def __init__(self, chunks: _BlockingIterator[bytes]) -> None:
+        self._chunks = chunks
 
-    def create_blob(self, source: BlobSource, *, headers: HeadersArg = None) -> str:
-        """Upload a file (path) or bytes as a blob unless the server has it; return its digest.
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
 
-        The sha256 is computed here and the upload is streamed, so a large GGUF is never held in
-        memory.
-        """
-        if isinstance(source, bytes):
-            digest = bytes_digest(source)
-        else:
-            path = Path(source)
-            digest = file_digest(path)
-        if self.blob_exists(digest, headers=headers):
-            return digest
-        content = source if isinstance(source, bytes) else iter_file(path)
-        upload_headers = {"Content-Type": "application/octet-stream", **(headers or {})}
-        request = self._build(calls.blob("POST", digest), upload_headers, content)
-        response = self._send(request)
-        if response.is_error:
-            raise response_error(response)
-        return digest
+    def close(self) -> None:
+        self._chunks.close()
 
-    # Last, so that `list` names the builtin in every annotation above.
-    def list(self, *, headers: HeadersArg = None) -> ListResponse:
-        """GET /api/tags: the models available locally."""
-        return self._call(ListResponse, calls.LIST, headers)
+
+class _AsyncBody(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.SyncByteStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = iter(self._stream)
+        while (chunk := await asyncio.to_thread(_next_chunk, chunks)) is not None:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._stream.close)
+
+
+def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+async def _shutdown(loop: asyncio.AbstractEventLoop, client: AsyncClient) -> None:
+    # Streams left half-read end first (their responses go back to the pool), then the pool.
+    await loop.shutdown_asyncgens()
+    await client.aclose()
+    await loop.shutdown_default_executor()
+
+
+async def _anext(source: AsyncIterator[T]) -> tuple[bool, T | None]:
+    try:
+        return False, await anext(source)
+    except StopAsyncIteration:
+        return True, None
+
+
+async def _aclose(source: AsyncIterator[Any]) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _wait(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on `loop` (another thread's) and block until it is done."""
+    try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+    except RuntimeError:  # the loop is closed: its client was closed
+        coro.close()
+        raise
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the work on the loop too
+        raise

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import http.server
+import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,8 +114,6 @@ def test_sync_create_blob_streams_a_file(tmp_path: Path, recorder: Any) -> None:
 
 
 def test_sync_client_works_from_other_threads_and_inside_an_event_loop() -> None:
-    import asyncio
-
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"version": "1.2.3"})
 
@@ -130,3 +133,87 @@ def test_sync_client_works_from_other_threads_and_inside_an_event_loop() -> None
     results.append(asyncio.run(inside_a_loop()))
     client.close()
     assert results == ["1.2.3"] * 4
+
+
+class _AsyncOnly(httpx.AsyncBaseTransport):
+    """An async transport (no sync face): it records the thread each request is handled on."""
+
+    def __init__(self, ndjson: Callable[..., httpx.Response]) -> None:
+        self.ndjson = ndjson
+        self.threads: list[threading.Thread] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.threads.append(threading.current_thread())
+        if request.url.path == "/api/generate":
+            return self.ndjson({"response": "a"}, {"response": "b"}, FINAL)
+        return httpx.Response(200, json={"version": "1.2.3"})
+
+
+def test_sync_client_works_inside_a_running_event_loop_on_its_own_loop_thread(
+    ndjson: Callable[..., httpx.Response],
+) -> None:
+    transport = _AsyncOnly(ndjson)
+    client = Client("h", transport=transport)
+
+    async def inside_a_loop() -> tuple[str, list[str]]:
+        # Blocking calls from a thread that runs a loop: they must not touch this loop.
+        version = client.version().version
+        parts = [p.response for p in client.generate("m", "p", stream=True)]
+        return version, parts
+
+    assert asyncio.run(inside_a_loop()) == ("1.2.3", ["a", "b", ""])
+    client.close()
+    assert len(transport.threads) == 2
+    assert all(t is not threading.current_thread() for t in transport.threads)
+    assert not any(t.is_alive() for t in transport.threads)  # close() stopped the loop thread
+
+
+class _EndlessStream(http.server.BaseHTTPRequestHandler):
+    """`/api/generate` streams chunks until the client goes away; anything else answers at once."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        line = json.dumps({"response": "x"}).encode() + b"\n"
+        with contextlib.suppress(OSError):
+            for _ in range(100_000):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+                time.sleep(0.001)
+
+    def do_GET(self) -> None:
+        body = json.dumps({"version": "1.2.3"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_closing_a_half_read_stream_releases_its_connection() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessStream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    # One connection in the pool: if the half-read stream kept it, the next request could not
+    # get one and would fail with a pool timeout.
+    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1))
+    host = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with Client(host, transport=transport, timeout=httpx.Timeout(10.0)) as client:
+            stream = client.generate("m", "p", stream=True)
+            assert [next(stream).response for _ in range(3)] == ["x", "x", "x"]
+            stream.close()  # type: ignore[attr-defined]
+            assert client.version().version == "1.2.3"
+            assert list(stream) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
