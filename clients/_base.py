@@ -1,7 +1,7 @@
 """What `AsyncClient` and `Client` share: host parsing, configuration, response decoding.
 
-Everything here is pure (no I/O), so the two clients differ only in how they send a request and
-read its body. That is httpx's own split (`BaseClient` holds config, `Client`/`AsyncClient` do I/O).
+Everything here is pure (no I/O): `AsyncClient` does the I/O, and the sync `Client` runs an
+`AsyncClient` on a private loop thread, so there is one implementation of every call.
 """
 
 from __future__ import annotations
@@ -192,10 +192,3 @@ def file_digest(path: Path) -> str:
 def bytes_digest(data: bytes) -> str:
     """``sha256:<hex>`` of in-memory bytes."""
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-def iter_file(path: Path) -> Iterator[bytes]:
-    """The file's content in chunks, for a streamed upload."""
-    with path.open("rb") as f:
-        while chunk := f.read(BLOB_CHUNK_SIZE):
-            yield chunk
