@@ -45,6 +45,7 @@ test: check prometheus
 
 bench: install
 	$(PY) -m bench.run
+	$(PY) -m bench.embed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
