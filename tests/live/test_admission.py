@@ -173,3 +173,28 @@ def test_long_prompt_does_not_stall_running_streams(one_slot: LiveServer, tmp_pa
         t.join(60)
     finally:
         server.stop()
+
+
+def test_waiting_requests_start_in_arrival_order(one_slot: LiveServer) -> None:
+    running = open_request(one_slot, long_generation())
+    wait_until(lambda: state(one_slot) is SlotState.GENERATING, "generating")
+    finished: list[str] = []
+
+    def short(tag: str) -> None:
+        body = {"model": DEFAULT_MODEL, "prompt": f"{tag}: 1, 2, 3,", "raw": True, "stream": False}
+        with httpx.Client(base_url=one_slot.url, timeout=300) as http:
+            r = http.post("/api/generate", json={**body, "options": {"num_predict": 3}})
+        assert r.status_code == 200
+        finished.append(tag)
+
+    threads = []
+    for n, tag in enumerate(["first", "second"], start=1):
+        t = threading.Thread(target=short, args=(tag,))
+        t.start()
+        threads.append(t)
+        wait_until(lambda n=n: runner(one_slot).waiting == n, f"{tag} is queued")
+    running.close()
+    for t in threads:
+        t.join(300)
+    # One slot: the second could only start once the first had finished.
+    assert finished == ["first", "second"]
