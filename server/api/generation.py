@@ -31,7 +31,7 @@ from server.api.preflight import (
 )
 from server.engine.params import Chunk, GenerationParams, Stats
 from server.engine.runner import Runner
-from server.engine.scheduler import Lease
+from server.engine.scheduler import Lease, model_key
 from server.engine.service import InferenceService, PreparedPrompt
 from server.engine.structured import InvalidFormat
 from server.engine.templates import (
@@ -87,6 +87,14 @@ def _rendered_only(lease: Lease, started: int, text: str) -> Piece:
     return Piece(final=replace(final, rendered=text))
 
 
+async def _unload_only(service: InferenceService, local: LocalModel, started: int) -> Piece:
+    # Ollama's `stop`: an empty request with keep_alive 0 unloads a loaded model (once its
+    # requests finish) and never loads one that is not loaded.
+    await service.scheduler.unload(model_key(local))
+    elapsed = time.perf_counter_ns() - started
+    return Piece(final=Final(done_reason="unload", total_duration=elapsed, load_duration=0))
+
+
 def _load_only(lease: Lease, started: int, keep_alive: float | None) -> Piece:
     reason = "unload" if keep_alive == 0 else "load"
     return Piece(final=_final(Chunk(done=True), lease, started, reason))
@@ -110,6 +118,9 @@ async def generate_pieces(
     think = think_mode(local, info, value=req.think)
     opts, params = options_and_params(local, req)
     keep_alive = req.keep_alive_seconds(service.defaults.keep_alive)
+    if not req.prompt and not req.suffix and keep_alive == 0:
+        yield await _unload_only(service, local, started)
+        return
     async with service.lease(local, service.load_params(opts), keep_alive) as lease:
         if not req.prompt and not req.suffix:
             yield _load_only(lease, started, keep_alive)
@@ -196,6 +207,9 @@ async def chat_pieces(service: InferenceService, req: ChatRequest) -> AsyncGener
             raise InvalidRequest(str(exc)) from None
         params = replace(params, sampling=replace(params.sampling, grammar=grammar))
     keep_alive = req.keep_alive_seconds(service.defaults.keep_alive)
+    if not req.messages and keep_alive == 0:
+        yield await _unload_only(service, local, started)
+        return
     async with service.lease(local, service.load_params(opts), keep_alive) as lease:
         if not req.messages:
             yield _load_only(lease, started, keep_alive)

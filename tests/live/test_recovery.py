@@ -43,3 +43,15 @@ def test_dead_engine_is_replaced(server: LiveServer) -> None:
     assert again.runner is not loaded.runner and again.runner.alive
     with server.client() as http:
         assert http.get("/ready").status_code == 200
+
+
+def test_stop_never_loads_a_model(server: LiveServer) -> None:
+    body = {"model": DEFAULT_MODEL, "keep_alive": 0, "stream": False}
+    with server.client() as http:
+        assert http.post("/api/generate", json=body).json()["done_reason"] == "unload"
+        assert http.get("/api/ps").json()["models"] == []
+        loads = server.scheduler().load_count
+        r = http.post("/api/generate", json=body).json()
+        chat = http.post("/api/chat", json={**body, "messages": []}).json()
+    assert r["done_reason"] == chat["done_reason"] == "unload"
+    assert server.scheduler().load_count == loads  # nothing was loaded just to unload it
