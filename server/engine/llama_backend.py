@@ -119,6 +119,7 @@ class LlamaModel:
         self.bos: int = L.llama_vocab_bos(self._vocab)
         self.eos: int = L.llama_vocab_eos(self._vocab)
         self.n_embd_out: int = L.llama_model_n_embd_out(handle)
+        self.n_ctx_train: int = L.llama_model_n_ctx_train(handle)
         self._piece_cache: dict[int, bytes] = {}
 
     @property
@@ -204,10 +205,6 @@ class LlamaModel:
     def is_eog(self, token: int) -> bool:
         """End-of-generation token (EOS, EOT, ...)."""
         return bool(L.llama_vocab_is_eog(self._vocab, token))
-
-    def is_control(self, token: int) -> bool:
-        """A control token (never shown as text in a response)."""
-        return bool(L.llama_vocab_is_control(self._vocab, token))
 
     def grammar_sampler(self, gbnf: str, root: str = "root") -> Any:
         """A grammar sampler for GBNF text; BackendError when llama.cpp rejects it."""
@@ -306,11 +303,6 @@ class LlamaContext:
         """Shift positions [p0, p1) of one sequence by delta (RoPE applied at next decode)."""
         self._check_seq(seq)
         L.llama_memory_seq_add(self._mem, seq, p0, p1, delta)
-
-    def seq_pos_max(self, seq: int) -> int:
-        """Highest position cached for a sequence, -1 when empty."""
-        self._check_seq(seq)
-        return int(L.llama_memory_seq_pos_max(self._mem, seq))
 
     def clear(self) -> None:
         """Drop every cached token of every sequence."""

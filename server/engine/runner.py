@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +126,7 @@ class Runner:
     def embed_limit(self) -> int:
         """The longest input an embedding may have (tokens)."""
         assert self.model is not None
-        return min(self.n_ctx_slot, self.model.geometry().n_ctx_train or self.n_ctx_slot)
+        return min(self.n_ctx_slot, self.model.n_ctx_train or self.n_ctx_slot)
 
     def cancel(self, req: EngineRequest) -> None:
         """Cancel a request: dropped from the queue now, or its slot freed at the next step."""
@@ -433,6 +432,3 @@ class Runner:
                 )
             self._embed_ctx, self._embed_batch = ctx, Batch(limit)
         return self._embed_ctx, self._embed_batch
-
-
-RunnerFactory = Callable[[str, Path, LoadParams], Runner]

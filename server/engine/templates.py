@@ -7,7 +7,6 @@ messages as plain text (Ollama's ``{{ .Prompt }}`` default).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -189,8 +188,3 @@ def load_template(layer: str | None, gguf: str | None, *, bos: str, eos: str) ->
     if gguf:
         return JinjaChatTemplate(gguf, bos=bos, eos=eos)
     return PlainTemplate()
-
-
-def tools_json(tools: Sequence[dict[str, Any]]) -> str:
-    """Tools as compact JSON (for templates and grammars)."""
-    return json.dumps(list(tools), separators=(",", ":"))
